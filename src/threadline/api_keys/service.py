@@ -1,0 +1,71 @@
+"""API keys: shown once at creation, stored as a SHA-256 hash, revoked for good."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.auth.keys import display_prefix, generate_key, hash_key
+from threadline.kit.clock import utcnow
+from threadline.kit.pagination import Page, PageRequest, keyset_page
+from threadline.kit.repository import WorkspaceRepository
+from threadline.models import ApiKey
+from threadline.models.enums import Scope
+
+
+async def create_key(
+    session: AsyncSession, *, workspace_id: int, scopes: Sequence[Scope], name: str = ""
+) -> tuple[ApiKey, str]:
+    """A new key and its secret; the secret exists only in the return value."""
+    secret = generate_key()
+    key = ApiKey(
+        workspace_id=workspace_id,
+        name=name,
+        prefix=display_prefix(secret),
+        key_hash=hash_key(secret),
+        scopes=[Scope(s).value for s in dict.fromkeys(scopes)],
+    )
+    session.add(key)
+    await session.flush()
+    return key, secret
+
+
+async def list_keys(session: AsyncSession, *, workspace_id: int, page: PageRequest) -> Page[ApiKey]:
+    repo = WorkspaceRepository(session, workspace_id)
+    return await keyset_page(session, repo.scoped(ApiKey), ApiKey.id, page, key_of=lambda k: k.id)
+
+
+async def all_keys(session: AsyncSession, *, workspace_id: int | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.id)
+    if workspace_id is not None:
+        stmt = stmt.where(ApiKey.workspace_id == workspace_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_key(session: AsyncSession, *, workspace_id: int, key_id: str) -> ApiKey:
+    return await WorkspaceRepository(session, workspace_id).get(ApiKey, key_id, label="API key")
+
+
+async def revoke_key(session: AsyncSession, *, workspace_id: int, key_id: str) -> ApiKey:
+    """Revoke a key; the next request made with it is refused. Revoking twice is harmless."""
+    key = await get_key(session, workspace_id=workspace_id, key_id=key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key
+
+
+async def revoke_key_by_public_id(session: AsyncSession, *, key_id: str) -> ApiKey | None:
+    """For the CLI, which acts for the operator of the installation, across workspaces."""
+    from threadline.kit.ids import parse_uuid
+
+    uid = parse_uuid(key_id)
+    if uid is None:
+        return None
+    key: ApiKey | None = (await session.execute(select(ApiKey).where(ApiKey.public_id == uid))).scalar_one_or_none()
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key

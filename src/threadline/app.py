@@ -1,0 +1,100 @@
+"""``create_app(settings)``: the ASGI application with every surface mounted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threadline import __version__
+from threadline.auth.service import LastUsedRecorder
+from threadline.config import Settings
+from threadline.db import migrate
+from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
+from threadline.web.errors import install_error_handlers
+from threadline.web.idempotency import IdempotencyMiddleware
+from threadline.web.request_context import RequestContextMiddleware
+from threadline.web.session import DatabaseSessionMiddleware
+from threadline.web.surfaces import SurfaceRegistry, render_native
+
+log = structlog.get_logger(__name__)
+
+API_DESCRIPTION = """
+threadline's native API. Conventions (see docs/api.md):
+
+* **Auth**: `Authorization: Bearer KEY`, `Authorization: api-key KEY` or `X-API-Key: KEY`. Scopes:
+  `read` for GET, `write` for changes, `admin` for API keys; admin implies write, write implies read.
+* **Errors**: `{"error": {"type", "code", "message", "param"}}` with a 4xx status; `param` names the field.
+* **Lists**: `{"object": "list", "data", "first_id", "last_id", "has_more"}`; `limit` 1..100 (20),
+  `order` asc|desc, `after`/`before` ids. `after=X` means created after X and `before=X` created before
+  X, whatever `order` says; `order` only sorts the page, which holds the items nearest the cursor.
+* **Idempotency**: send `Idempotency-Key` on any POST; the same key and body replay the first
+  response (header `Idempotent-Replayed: true`), a different body is a 422. Keys last 24 hours.
+"""
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or create_engine(settings)
+    read_maker = create_sessionmaker(engine)
+    write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
+    write_maker = create_sessionmaker(write_engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await migrate.upgrade(engine)
+        if settings.bootstrap:
+            from threadline.workspaces.bootstrap import bootstrap_if_empty
+
+            await bootstrap_if_empty(write_maker, settings)
+        log.info("app.started", database=engine.dialect.name)
+        try:
+            yield
+        finally:
+            await app.state.last_used.drain()
+            await engine.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="threadline",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = write_maker
+    app.state.read_sessionmaker = read_maker
+    app.state.surfaces = SurfaceRegistry([("/v1", render_native)])
+    app.state.last_used = LastUsedRecorder(write_maker, settings.api_key_touch_interval_s)
+
+    install_error_handlers(app)
+    _include_routers(app)
+
+    app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
+    app.add_middleware(DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from threadline.agents.endpoints import router as agents
+    from threadline.api_keys.endpoints import router as api_keys
+    from threadline.end_users.endpoints import router as end_users
+    from threadline.health.endpoints import router as health
+    from threadline.integrations.endpoints import router as integrations
+    from threadline.messages.endpoints import router as messages
+    from threadline.tags.endpoints import router as tags
+    from threadline.threads.endpoints import router as threads
+    from threadline.users.endpoints import router as users
+
+    app.include_router(health)
+    for router in (agents, end_users, integrations, users, tags, threads, messages, api_keys):
+        app.include_router(router, prefix="/v1")

@@ -1,0 +1,89 @@
+"""Turning the credentials of a request into a Principal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from threadline.auth.keys import hash_key
+from threadline.auth.principal import Principal
+from threadline.kit.clock import utcnow
+from threadline.models import ApiKey, Workspace
+from threadline.models.enums import Scope
+
+log = structlog.get_logger(__name__)
+
+_SCHEMES = ("bearer", "api-key")
+
+
+def extract_key(headers: Mapping[str, str]) -> str | None:
+    """The key from ``Authorization: Bearer KEY``, ``Authorization: api-key KEY`` or ``X-API-Key: KEY``."""
+    x_api_key = headers.get("x-api-key")
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    authorization = headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() in _SCHEMES and value.strip():
+        return value.strip()
+    return None
+
+
+async def authenticate(session: AsyncSession, key: str) -> Principal | None:
+    """The principal for ``key``, or None when it is unknown or revoked (checked on every request)."""
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.scopes, ApiKey.workspace_id, Workspace.public_id, ApiKey.last_used_at)
+            .join(Workspace, Workspace.id == ApiKey.workspace_id)
+            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    scopes = frozenset(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
+    return Principal(
+        workspace_id=row.workspace_id,
+        workspace_public_id=row.public_id,
+        api_key_id=row.id,
+        scopes=scopes,
+    )
+
+
+class LastUsedRecorder:
+    """Writes ``api_keys.last_used_at`` at most once per interval per key, off the request's transaction.
+
+    A read request must stay a read (on SQLite a write would take the database's write lock), so the
+    update runs in its own short transaction in the background; losing one is harmless.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], interval_s: float) -> None:
+        self._sessionmaker = sessionmaker
+        self._interval = interval_s
+        self._last: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def touch(self, api_key_id: int) -> None:
+        now = time.monotonic()
+        if now - self._last.get(api_key_id, -1e18) < self._interval:
+            return
+        self._last[api_key_id] = now
+        task = asyncio.get_running_loop().create_task(self._write(api_key_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, api_key_id: int) -> None:
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow()))
+        except Exception as exc:  # a stat: never worth failing anything for
+            log.warning("api_key.touch_failed", api_key_id=api_key_id, error=type(exc).__name__)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,28 @@
+"""All tables; importing this module registers them on ``Base.metadata``."""
+
+from threadline.models.agent import Agent, AgentVersion
+from threadline.models.api_key import ApiKey
+from threadline.models.end_user import EndUser
+from threadline.models.idempotency_key import IdempotencyKey
+from threadline.models.integration import Integration
+from threadline.models.message import Message
+from threadline.models.tag import Tag
+from threadline.models.thread import Thread, thread_assignees, thread_tags
+from threadline.models.user import User
+from threadline.models.workspace import Workspace
+
+__all__ = [
+    "Agent",
+    "AgentVersion",
+    "ApiKey",
+    "EndUser",
+    "IdempotencyKey",
+    "Integration",
+    "Message",
+    "Tag",
+    "Thread",
+    "User",
+    "Workspace",
+    "thread_assignees",
+    "thread_tags",
+]

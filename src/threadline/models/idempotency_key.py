@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from threadline.db.base import Base
+from threadline.db.types import BigIntPK, UTCDateTime
+from threadline.kit.clock import utcnow
+from threadline.models.mixins import WorkspaceMixin
+
+
+class IdempotencyKey(WorkspaceMixin, Base):
+    """A POST's ``Idempotency-Key`` with the fingerprint of its request and the response it produced.
+
+    Written in the same transaction as what the request created, so a stored key always has its effects.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(2048))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_headers: Mapped[str] = mapped_column(String(2048), default="")
+    response_body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

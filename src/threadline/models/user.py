@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from threadline.db.base import Base
+from threadline.db.types import JSONType
+from threadline.models.mixins import IdMixin, TimestampMixin, WorkspaceMixin
+
+
+class User(IdMixin, WorkspaceMixin, TimestampMixin, Base):
+    """A human operator (Altur's ``assigned_to`` and ``sent_by_user``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)

@@ -1,0 +1,95 @@
+"""Exception handlers: every failure leaves as a 4xx/5xx in the surface's own format, never a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from threadline.errors import ThreadlineError
+from threadline.web.surfaces import ErrorInfo, SurfaceRegistry
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("authentication_error", "unauthenticated"),
+    403: ("permission_error", "forbidden"),
+    404: ("not_found_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    409: ("conflict_error", "conflict"),
+    413: ("invalid_request_error", "payload_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    422: ("invalid_request_error", "validation_error"),
+    429: ("rate_limit_error", "rate_limited"),
+}
+
+
+def _registry(request: Request) -> SurfaceRegistry:
+    registry: SurfaceRegistry = request.app.state.surfaces
+    return registry
+
+
+def render(request: Request, err: ErrorInfo) -> Response:
+    return _registry(request).renderer_for(request.url.path)(err)
+
+
+def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else ".".join(str(p) for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ThreadlineError)
+    async def _threadline_error(request: Request, exc: ThreadlineError) -> Response:
+        return render(
+            request,
+            ErrorInfo(exc.status_code, exc.type, exc.code, exc.message, exc.param, exc.details),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        param = _loc_to_param(first.get("loc", ()))
+        message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid"))
+        details = {
+            "errors": [
+                {"param": _loc_to_param(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+                for e in errors
+            ]
+        }
+        return render(request, ErrorInfo(422, "invalid_request_error", "validation_error", message, param, details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        type_, code = _HTTP_CODES.get(exc.status_code, ("api_error", "http_error"))
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        response = render(request, ErrorInfo(exc.status_code, type_, code, message))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(request: Request, exc: IntegrityError) -> Response:
+        # Services map the constraint violations they expect; this is the net under them.
+        log.warning("request.integrity_error", error=str(exc.orig).splitlines()[0][:200])
+        return render(
+            request,
+            ErrorInfo(409, "conflict_error", "conflict", "the request conflicts with the current state of a resource"),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("request.unhandled_error", error=type(exc).__name__)
+        return render(
+            request,
+            ErrorInfo(500, "api_error", "internal_error", "internal server error; the request id is in the logs"),
+        )

@@ -1,0 +1,172 @@
+"""``Idempotency-Key`` on POST: the same key and body replay the first response; another body is a 422.
+
+The stored response is written in the request's own transaction, just before it commits, so a key is
+saved exactly when what the request created is saved. Two concurrent requests with one key both run,
+but only one can insert the key: the other's insert fails (on PostgreSQL it waits for the first to
+commit), its work is rolled back, and it answers with the first one's response. Only successful
+(< 400) responses are stored, so a client can fix a rejected request and retry with the same key.
+Keys expire after ``idempotency_ttl_hours``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from threadline.kit.clock import utcnow
+from threadline.models import IdempotencyKey
+from threadline.web.deps import resolve_principal
+from threadline.web.errors import render
+from threadline.web.session import SessionHolder
+from threadline.web.surfaces import ErrorInfo
+
+MAX_KEY_LENGTH = 255
+_REPLAYED_HEADERS = (b"content-type", b"location")
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, ttl_hours: int, prefixes: tuple[str, ...] = ("/",)) -> None:
+        self.app = app
+        self.ttl = timedelta(hours=ttl_hours)
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        raw_key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
+        if raw_key is None or not scope["path"].startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        key = raw_key.decode("latin-1").strip()
+        if not key or len(key) > MAX_KEY_LENGTH:
+            await _send_error(scope, send, 400, "invalid_idempotency_key",
+                              f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+            return
+        principal = await resolve_principal(request)
+        if principal is None:  # let the route answer 401 in its own words
+            await self.app(scope, receive, send)
+            return
+
+        body = await _read_body(receive)
+        fingerprint = _fingerprint(scope, body)
+        holder: SessionHolder = scope["state"]["db"]
+        session = holder.session
+        existing = await _load(session, principal.workspace_id, key)
+        if existing is not None and existing.expires_at <= utcnow():
+            await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
+            existing = None
+        if existing is not None:
+            await _replay_or_reject(scope, send, existing, fingerprint)
+            return
+
+        captured: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            captured.append(message)
+
+        await self.app(scope, _replay_receive(body), capture)
+        start = next(m for m in captured if m["type"] == "http.response.start")
+        response_body = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
+        if start["status"] < 400:
+            headers = {k.decode(): v.decode("latin-1") for k, v in start.get("headers", []) if k in _REPLAYED_HEADERS}
+            now = utcnow()
+            session.add(
+                IdempotencyKey(
+                    workspace_id=principal.workspace_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=scope["method"],
+                    path=scope["path"][:2048],
+                    status_code=start["status"],
+                    response_headers=json.dumps(headers),
+                    response_body=response_body,
+                    created_at=now,
+                    expires_at=now + self.ttl,
+                )
+            )
+            try:
+                await session.flush()
+            except IntegrityError:
+                # A concurrent request with this key won the race: undo ours and answer with theirs.
+                await session.rollback()
+                winner = await _load(session, principal.workspace_id, key)
+                if winner is None:
+                    await _send_error(scope, send, 409, "idempotency_conflict",
+                                      "a concurrent request with this Idempotency-Key did not complete; retry")
+                    return
+                await _replay_or_reject(scope, send, winner, fingerprint)
+                return
+        for message in captured:
+            await send(message)
+
+
+async def _load(session: Any, workspace_id: int, key: str) -> IdempotencyKey | None:
+    result = await session.execute(
+        select(IdempotencyKey).where(IdempotencyKey.workspace_id == workspace_id, IdempotencyKey.key == key)
+    )
+    row: IdempotencyKey | None = result.scalar_one_or_none()
+    return row
+
+
+async def _replay_or_reject(scope: Scope, send: Send, row: IdempotencyKey, fingerprint: str) -> None:
+    if row.fingerprint != fingerprint:
+        await _send_error(
+            scope, send, 422, "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request (method, path or body); "
+            "use a new key for a new request",
+        )
+        return
+    headers = [(k.encode(), v.encode("latin-1")) for k, v in json.loads(row.response_headers or "{}").items()]
+    headers.append((b"idempotent-replayed", b"true"))
+    headers.append((b"content-length", str(len(row.response_body)).encode()))
+    await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": row.response_body})
+
+
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    response = render(Request(scope), ErrorInfo(status, "invalid_request_error", code, message, "Idempotency-Key"))
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _fingerprint(scope: Scope, body: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(scope["method"].encode())
+    digest.update(b"\0" + scope["path"].encode())
+    digest.update(b"\0" + scope.get("query_string", b""))
+    digest.update(b"\0" + body)
+    return digest.hexdigest()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay_receive(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive

@@ -1,0 +1,57 @@
+"""Query parameters shared by every /v1 list, and the list envelope built from a page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query
+
+from threadline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Order, Page, PageRequest
+from threadline.kit.repository import WorkspaceRepository
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    limit: int
+    order: Order
+    after: str | None
+    before: str | None
+
+    async def resolve(self, repo: WorkspaceRepository, model: Any, *, label: str) -> PageRequest:
+        """Turn the ``after``/``before`` ids into keys (400 when they are not in this list)."""
+        return PageRequest(
+            limit=self.limit,
+            order=self.order,
+            after=await repo.cursor_key(model, self.after, param="after", label=label),
+            before=await repo.cursor_key(model, self.before, param="before", label=label),
+        )
+
+
+def list_query(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, 1 to 100.")] = DEFAULT_LIMIT,
+    order: Annotated[Order, Query(description="Sorts the page; does not change what after/before mean.")] = Order.ASC,
+    after: Annotated[
+        str | None, Query(max_length=64, description="Only items created after the item with this id.")
+    ] = None,
+    before: Annotated[
+        str | None, Query(max_length=64, description="Only items created before the item with this id.")
+    ] = None,
+) -> ListQuery:
+    return ListQuery(limit=limit, order=order, after=after, before=before)
+
+
+ListQueryDep = Annotated[ListQuery, Depends(list_query)]
+
+
+def list_envelope(page: Page[T], convert: Callable[[T], Any]) -> dict[str, Any]:
+    data = [convert(item) for item in page.items]
+    return {
+        "data": data,
+        "first_id": data[0].id if data else None,
+        "last_id": data[-1].id if data else None,
+        "has_more": page.has_more,
+    }

@@ -1,0 +1,124 @@
+"""The request owns the transaction: one session per request, committed just before the response starts.
+
+Committing before the first byte goes out means a client that sees 201 can rely on the row being
+there, and a handler that fails (4xx or 5xx) leaves nothing behind. Writes on SQLite begin with
+BEGIN IMMEDIATE (see db.engine) so concurrent writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class SessionHolder:
+    """Creates the request's session on first use, so requests that never touch the database pay nothing."""
+
+    __slots__ = ("_maker", "_session")
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self._maker = maker
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._maker()
+        return self._session
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    async def commit(self) -> None:
+        if self._session is not None:
+            await self._session.commit()
+
+    async def rollback(self) -> None:
+        if self._session is not None:
+            await self._session.rollback()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class DatabaseSessionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        read_maker: async_sessionmaker[AsyncSession],
+        write_maker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.app = app
+        self.read_maker = read_maker
+        self.write_maker = write_maker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        maker = self.read_maker if scope["method"] in SAFE_METHODS else self.write_maker
+        holder = SessionHolder(maker)
+        scope.setdefault("state", {})["db"] = holder
+        finished = False
+
+        async def send_after_commit(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start" and not finished:
+                finished = True
+                if message["status"] < 400:
+                    try:
+                        await holder.commit()
+                    except (IntegrityError, DBAPIError) as exc:
+                        await holder.rollback()
+                        log.warning("request.commit_failed", error=type(exc).__name__)
+                        await _send_commit_failure(scope, send)
+                        raise _CommitFailed from None
+                else:
+                    await holder.rollback()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_commit)
+        except _CommitFailed:
+            pass
+        except BaseException:
+            await holder.rollback()
+            raise
+        finally:
+            await holder.close()
+
+
+class _CommitFailed(Exception):
+    """The handler succeeded but its transaction could not commit; a 409 has already been sent."""
+
+
+async def _send_commit_failure(scope: Scope, send: Send) -> None:
+    from starlette.requests import Request
+
+    from threadline.web.errors import render
+    from threadline.web.surfaces import ErrorInfo
+
+    request = Request(scope)
+    response = render(
+        request,
+        ErrorInfo(
+            409,
+            "conflict_error",
+            "write_conflict",
+            "the change conflicted with a concurrent one and was not saved; retry the request",
+        ),
+    )
+    body: Any = response.body
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": body})
