@@ -16,6 +16,7 @@ from threadline.db import migrate
 from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware
+from threadline.web.openapi import ERROR_RESPONSES
 from threadline.web.request_context import RequestContextMiddleware
 from threadline.web.session import DatabaseSessionMiddleware
 from threadline.web.surfaces import SurfaceRegistry, render_native
@@ -97,4 +98,4 @@ def _include_routers(app: FastAPI) -> None:
 
     app.include_router(health)
     for router in (agents, end_users, integrations, users, tags, threads, messages, api_keys):
-        app.include_router(router, prefix="/v1")
+        app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)

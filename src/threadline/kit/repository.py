@@ -51,3 +51,23 @@ class WorkspaceRepository:
             raise InvalidRequest(f"{param}: no {label} with id '{public_id}' in this list", param=param)
         key: int = row.id
         return key
+
+    async def many(self, model: type[M], public_ids: list[str], *, param: str, label: str) -> list[M]:
+        """The rows named by ``public_ids``, each of which must exist here (404 naming ``param``), deduplicated."""
+        uids = [parse_uuid(p) for p in public_ids]
+        found: dict[uuid.UUID, M] = {}
+        valid = [u for u in uids if u is not None]
+        if valid:
+            stmt = self.scoped(model).where(model.public_id.in_(valid))  # type: ignore[attr-defined]
+            found = {row.public_id: row for row in (await self.session.execute(stmt)).scalars()}
+        for raw, uid in zip(public_ids, uids, strict=True):
+            if uid is None or uid not in found:
+                raise NotFound(f"no {label} with id '{raw}'", param=param)
+        return [found[u] for u in dict.fromkeys(valid)]
+
+    async def public_ids(self, model: Any, ids: set[int]) -> dict[int, uuid.UUID]:
+        """{row id: public id} for rows of ``model`` referenced by a page of results: one query."""
+        if not ids:
+            return {}
+        stmt = select(model.id, model.public_id).where(model.workspace_id == self.workspace_id, model.id.in_(ids))
+        return {row.id: row.public_id for row in (await self.session.execute(stmt))}

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func
 
-from threadline.errors import NotFound
-from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import Tag
@@ -20,19 +18,6 @@ class TagRepository(WorkspaceRepository):
 
     async def list(self, page: PageRequest) -> Page[Tag]:
         return await keyset_page(self.session, self.scoped(Tag), Tag.id, page, key_of=lambda t: t.id)
-
-    async def many(self, public_ids: list[str], *, param: str) -> list[Tag]:
-        """The tags named by ``public_ids`` (each must exist in this workspace), in the order given."""
-        uids = [parse_uuid(p) for p in public_ids]
-        found = {}
-        valid = [u for u in uids if u is not None]
-        if valid:
-            rows = (await self.session.execute(self.scoped(Tag).where(Tag.public_id.in_(valid)))).scalars()
-            found = {t.public_id: t for t in rows}
-        for raw, uid in zip(public_ids, uids, strict=True):
-            if uid is None or uid not in found:
-                raise NotFound(f"no tag with id '{raw}'", param=param)
-        return [found[u] for u in dict.fromkeys(uids) if u is not None]
 
     async def delete_tag(self, tag: Tag) -> None:
         await self.session.execute(delete(Tag).where(Tag.id == tag.id, Tag.workspace_id == self.workspace_id))

@@ -1,3 +1,78 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime
+
+from threadline.models import Thread
+from threadline.threads import service
+from threadline.threads.repository import ThreadRepository
+from threadline.threads.schemas import ThreadCreate, ThreadPage, ThreadRead, ThreadUpdate, thread_read
+from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
+from threadline.web.params import ListQueryDep, list_envelope
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+IdFilter = Annotated[str | None, Query(max_length=64)]
+
+
+async def _render_one(repo: ThreadRepository, thread: Thread) -> ThreadRead:
+    return thread_read(thread, await repo.references([thread]))
+
+
+@router.post("", status_code=201, response_model=ThreadRead, summary="Open a thread between an agent and an end user")
+async def create_thread(body: ThreadCreate, session: SessionDep, auth: WriteAuth) -> ThreadRead:
+    thread = await service.create_thread(session, workspace_id=auth.workspace_id, data=body)
+    return await _render_one(ThreadRepository(session, auth.workspace_id), thread)
+
+
+@router.get("", response_model=ThreadPage, summary="List threads")
+async def list_threads(
+    session: SessionDep,
+    auth: ReadAuth,
+    query: ListQueryDep,
+    agent_id: IdFilter = None,
+    end_user_id: IdFilter = None,
+    active: bool | None = None,
+    blocked: bool | None = None,
+    tag_id: IdFilter = None,
+    assigned_user_id: IdFilter = None,
+    updated_since: Annotated[
+        AwareDatetime | None, Query(description="Only threads updated at or after this time (RFC 3339, with offset).")
+    ] = None,
+) -> ThreadPage:
+    repo = ThreadRepository(session, auth.workspace_id)
+    page = await query.resolve(repo, Thread, label="thread")
+    result = await service.list_threads(
+        session,
+        workspace_id=auth.workspace_id,
+        page=page,
+        agent_id=agent_id,
+        end_user_id=end_user_id,
+        active=active,
+        blocked=blocked,
+        tag_id=tag_id,
+        assigned_user_id=assigned_user_id,
+        updated_since=updated_since,
+    )
+    refs = await repo.references(result.items)
+    return ThreadPage(**list_envelope(result, lambda t: thread_read(t, refs)))
+
+
+@router.get("/{thread_id}", response_model=ThreadRead, summary="Get a thread")
+async def get_thread(thread_id: str, session: SessionDep, auth: ReadAuth) -> ThreadRead:
+    repo = ThreadRepository(session, auth.workspace_id)
+    return await _render_one(repo, await repo.get_thread(thread_id))
+
+
+@router.patch("/{thread_id}", response_model=ThreadRead, summary="Pause or resume the AI, block, tag, assign")
+async def update_thread(thread_id: str, body: ThreadUpdate, session: SessionDep, auth: WriteAuth) -> ThreadRead:
+    thread = await service.update_thread(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    return await _render_one(ThreadRepository(session, auth.workspace_id), thread)
+
+
+@router.delete("/{thread_id}", status_code=204, response_class=Response, summary="Delete a thread and its messages")
+async def delete_thread(thread_id: str, session: SessionDep, auth: WriteAuth) -> Response:
+    await service.delete_thread(session, workspace_id=auth.workspace_id, thread_id=thread_id)
+    return Response(status_code=204)

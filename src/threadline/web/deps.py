@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.auth.principal import Principal
@@ -37,8 +38,18 @@ async def resolve_principal(request: Request) -> Principal | None:
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
-    async def dependency(request: Request) -> Principal:
+# Declared for the OpenAPI document (and /docs' Authorize button); the key is read by extract_key,
+# which also accepts `Authorization: api-key KEY`.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY` (or `api-key KEY`).")
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        request: Request,
+        _x_api_key: Annotated[str | None, Security(_api_key_header)] = None,
+        _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    ) -> Principal:
         principal = await resolve_principal(request)
         if principal is None:
             has_credentials = extract_key(request.headers) is not None

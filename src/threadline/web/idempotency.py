@@ -1,10 +1,10 @@
 """``Idempotency-Key`` on POST: the same key and body replay the first response; another body is a 422.
 
-The stored response is written in the request's own transaction, just before it commits, so a key is
-saved exactly when what the request created is saved. Two concurrent requests with one key both run,
-but only one can insert the key: the other's insert fails (on PostgreSQL it waits for the first to
-commit), its work is rolled back, and it answers with the first one's response. Only successful
-(< 400) responses are stored, so a client can fix a rejected request and retry with the same key.
+The key is claimed (inserted) at the start of the request's own transaction and its response stored in
+that same transaction, so a key is saved exactly when what the request created is saved. A concurrent
+request with the same key blocks on the claim until the first one ends, then replays its response.
+Only successful (< 400) responses are kept: on an error the transaction, claim included, is rolled
+back, so a client can fix a rejected request and retry with the same key.
 Keys expire after ``idempotency_ttl_hours``.
 """
 
@@ -68,6 +68,35 @@ class IdempotencyMiddleware:
             await _replay_or_reject(scope, send, existing, fingerprint)
             return
 
+        # Claim the key before doing the work: a concurrent request with the same key waits here on the
+        # unique index (PostgreSQL) or on the write lock (SQLite) until this transaction ends.
+        now = utcnow()
+        claim = IdempotencyKey(
+            workspace_id=principal.workspace_id,
+            key=key,
+            fingerprint=fingerprint,
+            method=scope["method"],
+            path=scope["path"][:2048],
+            status_code=0,
+            response_headers="{}",
+            response_body=b"",
+            created_at=now,
+            expires_at=now + self.ttl,
+        )
+        session.add(claim)
+        try:
+            await session.flush()
+        except IntegrityError:
+            # The other request committed first: answer with its response.
+            await session.rollback()
+            winner = await _load(session, principal.workspace_id, key)
+            if winner is None or winner.status_code == 0:
+                await _send_error(scope, send, 409, "idempotency_conflict",
+                                  "a concurrent request with this Idempotency-Key did not complete; retry")
+                return
+            await _replay_or_reject(scope, send, winner, fingerprint)
+            return
+
         captured: list[Message] = []
 
         async def capture(message: Message) -> None:
@@ -75,36 +104,14 @@ class IdempotencyMiddleware:
 
         await self.app(scope, _replay_receive(body), capture)
         start = next(m for m in captured if m["type"] == "http.response.start")
-        response_body = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
         if start["status"] < 400:
-            headers = {k.decode(): v.decode("latin-1") for k, v in start.get("headers", []) if k in _REPLAYED_HEADERS}
-            now = utcnow()
-            session.add(
-                IdempotencyKey(
-                    workspace_id=principal.workspace_id,
-                    key=key,
-                    fingerprint=fingerprint,
-                    method=scope["method"],
-                    path=scope["path"][:2048],
-                    status_code=start["status"],
-                    response_headers=json.dumps(headers),
-                    response_body=response_body,
-                    created_at=now,
-                    expires_at=now + self.ttl,
-                )
+            # Stored in the same transaction as the work; on >= 400 the session layer rolls both back.
+            claim.status_code = start["status"]
+            claim.response_body = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
+            claim.response_headers = json.dumps(
+                {k.decode(): v.decode("latin-1") for k, v in start.get("headers", []) if k in _REPLAYED_HEADERS}
             )
-            try:
-                await session.flush()
-            except IntegrityError:
-                # A concurrent request with this key won the race: undo ours and answer with theirs.
-                await session.rollback()
-                winner = await _load(session, principal.workspace_id, key)
-                if winner is None:
-                    await _send_error(scope, send, 409, "idempotency_conflict",
-                                      "a concurrent request with this Idempotency-Key did not complete; retry")
-                    return
-                await _replay_or_reject(scope, send, winner, fingerprint)
-                return
+            await session.flush()
         for message in captured:
             await send(message)
 

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select, update
+
+from threadline.kit.ids import parse_uuid
+from threadline.kit.pagination import Page, PageRequest, keyset_page
+from threadline.kit.repository import WorkspaceRepository
+from threadline.models import Integration, Message, Thread, User
+from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role
+
+
+class MessageRepository(WorkspaceRepository):
+    async def claim_next_seq(self, thread_public_id: str, *, now: datetime) -> tuple[int, int, int | None] | None:
+        """Take the thread's next message number: (thread id, seq, integration id), or None if no thread.
+
+        The UPDATE locks the thread row until the transaction ends, so the writers of one thread commit
+        one after another, in ``seq`` order: a reader paging by ``seq`` can never see 7 before 6 exists.
+        It also keeps message_count and last_message_at exact at no extra cost.
+        """
+        uid = parse_uuid(thread_public_id)
+        if uid is None:
+            return None
+        stmt = (
+            update(Thread)
+            .where(Thread.workspace_id == self.workspace_id, Thread.public_id == uid)
+            .values(
+                last_seq=Thread.last_seq + 1,
+                message_count=Thread.message_count + 1,
+                last_message_at=now,
+                updated_at=now,
+            )
+            .returning(Thread.id, Thread.last_seq, Thread.integration_id)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return (row.id, row.last_seq, row.integration_id) if row is not None else None
+
+    async def channel_of(self, integration_id: int | None) -> ChannelType:
+        if integration_id is None:
+            return ChannelType.API
+        stmt = select(Integration.type).where(Integration.id == integration_id)
+        channel: ChannelType = (await self.session.execute(stmt)).scalar_one()
+        return channel
+
+    async def in_thread(self, thread_id: int, public_id: str) -> Message | None:
+        uid = parse_uuid(public_id)
+        if uid is None:
+            return None
+        stmt = self.scoped(Message).where(Message.thread_id == thread_id, Message.public_id == uid)
+        message: Message | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return message
+
+    async def seq_of(self, thread_id: int, public_id: str | None) -> int | None:
+        if public_id is None:
+            return None
+        uid = parse_uuid(public_id)
+        if uid is None:
+            return None
+        stmt = select(Message.seq).where(
+            Message.workspace_id == self.workspace_id, Message.thread_id == thread_id, Message.public_id == uid
+        )
+        seq: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return seq
+
+    async def list(
+        self,
+        thread_id: int,
+        page: PageRequest,
+        *,
+        role: Role | None = None,
+        type: MessageType | None = None,
+        direction: Direction | None = None,
+        status: MessageStatus | None = None,
+    ) -> Page[Message]:
+        stmt: Select[Any] = self.scoped(Message).where(Message.thread_id == thread_id)
+        if role is not None:
+            stmt = stmt.where(Message.role == role)
+        if type is not None:
+            stmt = stmt.where(Message.type == type)
+        if direction is not None:
+            stmt = stmt.where(Message.direction == direction)
+        if status is not None:
+            stmt = stmt.where(Message.status == status)
+        return await keyset_page(self.session, stmt, Message.seq, page, key_of=lambda m: m.seq)
+
+    async def user_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
+        return await self.public_ids(User, ids)
+
+    async def message_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
+        return await self.public_ids(Message, ids)
+
+    async def existing(self, thread_id: int, public_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``public_ids`` are messages of this thread."""
+        if not public_ids:
+            return set()
+        stmt = select(Message.public_id).where(
+            Message.workspace_id == self.workspace_id,
+            Message.thread_id == thread_id,
+            Message.public_id.in_(public_ids),
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def mark_read(
+        self,
+        thread_id: int,
+        *,
+        at: datetime,
+        seq_upto: int | None = None,
+        public_ids: list[uuid.UUID] | None = None,
+    ) -> int:
+        """Set read_at on the unread messages chosen; returns how many changed."""
+        stmt = (
+            update(Message)
+            .where(
+                Message.workspace_id == self.workspace_id,
+                Message.thread_id == thread_id,
+                Message.read_at.is_(None),
+            )
+            .values(read_at=at, updated_at=at)
+        )
+        if seq_upto is not None:
+            stmt = stmt.where(Message.seq <= seq_upto)
+        if public_ids is not None:
+            stmt = stmt.where(Message.public_id.in_(public_ids))
+        result = await self.session.execute(stmt)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

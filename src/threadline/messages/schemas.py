@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from threadline.kit.schemas import InputModel, ListPage, Metadata, OutputModel
+from threadline.models.enums import Direction, MessageStatus, MessageType, Role, SentBy, Source
+
+MAX_CONTENT = 64 * 1024
+JsonObjects = Annotated[list[dict[str, Any]], Field(max_length=100)]
+
+
+class MessageCreate(InputModel):
+    """A message added through the API: by the end user (role user), a human operator (role assistant
+    with ``user_id``), the system (role system), or a record of what an agent said elsewhere."""
+
+    role: Role = Role.USER
+    type: MessageType = MessageType.TEXT
+    content: Annotated[str, Field(max_length=MAX_CONTENT)] = ""
+    blocks: JsonObjects | None = Field(default=None, description="Structured content (buttons, templates...).")
+    media_url: Annotated[str | None, Field(max_length=2048)] = None
+    attachments: JsonObjects = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+    user_id: Annotated[
+        str | None, Field(max_length=64, description="The operator (user id) writing as the agent's side.")
+    ] = None
+    source: Literal[Source.API, Source.UI, Source.MCP] = Source.API
+    in_response_to: Annotated[str | None, Field(max_length=64, description="A message id in this thread.")] = None
+    tool_calls: JsonObjects | None = None
+    iterations: JsonObjects | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MessageCreate:
+        if self.user_id is not None and self.role is not Role.ASSISTANT:
+            raise ValueError("user_id (an operator) goes with role 'assistant'")
+        if (self.tool_calls or self.iterations) and self.role is not Role.ASSISTANT:
+            raise ValueError("tool_calls and iterations belong to role 'assistant'")
+        if not self.content and not self.media_url and not self.blocks and not self.attachments:
+            raise ValueError("a message needs content, media_url, blocks or attachments")
+        return self
+
+
+class MessageUpdate(InputModel):
+    read: bool | None = Field(default=None, description="true marks the message read; false unmarks it.")
+    metadata: Metadata | None = None
+
+
+class MarkRead(InputModel):
+    message_ids: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(max_length=1000)] = Field(
+        default=None, description="Mark these messages read."
+    )
+    up_to: Annotated[str | None, Field(max_length=64)] = Field(
+        default=None, description="Mark every message up to and including this one read."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MarkRead:
+        if self.message_ids is not None and self.up_to is not None:
+            raise ValueError("give message_ids or up_to, not both")
+        return self
+
+
+class ReadReceipt(OutputModel):
+    object: Literal["read_receipt"] = "read_receipt"
+    thread_id: str
+    marked: int = Field(description="How many messages were unread and are now read.")
+    read_at: datetime
+
+
+class MessageRead(OutputModel):
+    object: Literal["message"] = "message"
+    id: str
+    number: int = Field(description="Stable integer id (camelAI's dialect shows it).")
+    thread_id: str
+    role: Role
+    type: MessageType
+    content: str | list[dict[str, Any]] = Field(description="A string, or typed blocks with output_mode=blocks.")
+    media_url: str | None
+    attachments: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    direction: Direction
+    sent_by: SentBy
+    sent_by_user_id: str | None
+    source: Source
+    status: MessageStatus
+    read: bool
+    read_at: datetime | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    external_id: str | None
+    provider_account_id: str | None
+    segments: int | None
+    price: str | None
+    price_currency: str | None
+    error_code: str | None
+    error_message: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+    iterations: list[dict[str, Any]] | None = None
+    in_response_to: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+MessagePage = ListPage[MessageRead]

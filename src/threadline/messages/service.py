@@ -1,0 +1,251 @@
+"""Messages. ``append_message`` is the one write path: the API, the dialects, the agent runtime and the
+channels all add messages through it, so ordering, counters and (later) events are kept in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.errors import InvalidRequest, NotFound
+from threadline.kit.clock import utcnow
+from threadline.kit.ids import parse_uuid
+from threadline.kit.pagination import Page, PageRequest
+from threadline.messages.repository import MessageRepository
+from threadline.messages.schemas import MarkRead, MessageCreate, MessageUpdate
+from threadline.models import Message, User
+from threadline.models.enums import (
+    ChannelType,
+    Direction,
+    MessageStatus,
+    MessageType,
+    Role,
+    SentBy,
+    Source,
+)
+from threadline.threads.repository import ThreadRepository
+
+_INTERNAL_ROLES = frozenset({Role.SYSTEM, Role.TOOL, Role.HIDDEN})
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """Everything a new message may carry; defaults are derived from who sent it and the channel."""
+
+    role: Role
+    content: str = ""
+    type: MessageType = MessageType.TEXT
+    blocks: list[dict[str, Any]] | None = None
+    media_url: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sent_by: SentBy | None = None
+    sent_by_user_id: int | None = None
+    source: Source = Source.API
+    status: MessageStatus | None = None
+    in_response_to_id: int | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    iterations: list[dict[str, Any]] | None = None
+    external_id: str | None = None
+    provider_account_id: str | None = None
+    run_id: int | None = None
+
+
+def _sent_by(new: NewMessage) -> SentBy:
+    if new.sent_by is not None:
+        return new.sent_by
+    if new.role is Role.USER:
+        return SentBy.END_USER
+    if new.role is Role.SYSTEM:
+        return SentBy.SYSTEM
+    return SentBy.OPERATOR if new.sent_by_user_id is not None else SentBy.AGENT
+
+
+def _initial_status(new: NewMessage, direction: Direction, channel: ChannelType) -> MessageStatus:
+    """Inbound messages are RECEIVED. Outbound ones are SENT on the plain API (the reader fetches them)
+    and QUEUED on SMS and WhatsApp, where a delivery job takes them through the provider's lifecycle.
+    Internal notes (system, tool, hidden) are never delivered anywhere: they are recorded as SENT."""
+    if new.status is not None:
+        return new.status
+    if direction is Direction.INBOUND:
+        return MessageStatus.RECEIVED
+    if channel is ChannelType.API or new.role in _INTERNAL_ROLES:
+        return MessageStatus.SENT
+    return MessageStatus.QUEUED
+
+
+async def append_message(
+    session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage
+) -> Message:
+    """Add a message at the end of a thread (404 if the thread is not in this workspace)."""
+    repo = MessageRepository(session, workspace_id)
+    now = utcnow()
+    claimed = await repo.claim_next_seq(thread_id, now=now)
+    if claimed is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    thread_key, seq, integration_id = claimed
+    channel = await repo.channel_of(integration_id)
+    direction = Direction.INBOUND if new.role is Role.USER else Direction.OUTBOUND
+    status = _initial_status(new, direction, channel)
+    message = Message(
+        workspace_id=workspace_id,
+        thread_id=thread_key,
+        seq=seq,
+        role=new.role,
+        type=new.type,
+        content=new.content,
+        blocks=new.blocks,
+        media_url=new.media_url,
+        attachments=new.attachments,
+        metadata_=new.metadata,
+        direction=direction,
+        sent_by=_sent_by(new),
+        sent_by_user_id=new.sent_by_user_id,
+        source=new.source,
+        status=status,
+        sent_at=now if status is MessageStatus.SENT else None,
+        integration_id=integration_id,
+        external_id=new.external_id,
+        provider_account_id=new.provider_account_id,
+        tool_calls=new.tool_calls,
+        iterations=new.iterations,
+        in_response_to_id=new.in_response_to_id,
+        run_id=new.run_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def create_message(
+    session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate
+) -> Message:
+    """POST /v1/threads/{id}/messages: resolve the references in ``data``, then append."""
+    repo = MessageRepository(session, workspace_id)
+    user_id = None
+    if data.user_id is not None:
+        user_id = (await repo.get_ref(User, data.user_id, label="user", param="user_id")).id
+    in_response_to_id = None
+    if data.in_response_to is not None:
+        thread_key = await ThreadRepository(session, workspace_id).thread_key(thread_id)
+        if thread_key is None:
+            raise NotFound(f"no thread with id '{thread_id}'")
+        target = await repo.in_thread(thread_key, data.in_response_to)
+        if target is None:
+            raise InvalidRequest(
+                f"in_response_to: no message with id '{data.in_response_to}' in this thread", param="in_response_to"
+            )
+        in_response_to_id = target.id
+    return await append_message(
+        session,
+        workspace_id=workspace_id,
+        thread_id=thread_id,
+        new=NewMessage(
+            role=data.role,
+            content=data.content,
+            type=data.type,
+            blocks=data.blocks,
+            media_url=data.media_url,
+            attachments=data.attachments,
+            metadata=data.metadata,
+            sent_by_user_id=user_id,
+            source=data.source,
+            in_response_to_id=in_response_to_id,
+            tool_calls=data.tool_calls,
+            iterations=data.iterations,
+        ),
+    )
+
+
+async def _thread_key(session: AsyncSession, workspace_id: int, thread_id: str) -> int:
+    key = await ThreadRepository(session, workspace_id).thread_key(thread_id)
+    if key is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    return key
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    thread_id: str,
+    limit: int,
+    order: Any,
+    after: str | None,
+    before: str | None,
+    role: Role | None = None,
+    type: MessageType | None = None,
+    direction: Direction | None = None,
+    status: MessageStatus | None = None,
+) -> Page[Message]:
+    thread_key = await _thread_key(session, workspace_id, thread_id)
+    repo = MessageRepository(session, workspace_id)
+    page = PageRequest(
+        limit=limit,
+        order=order,
+        after=await _cursor(repo, thread_key, after, "after"),
+        before=await _cursor(repo, thread_key, before, "before"),
+    )
+    return await repo.list(thread_key, page, role=role, type=type, direction=direction, status=status)
+
+
+async def _cursor(repo: MessageRepository, thread_key: int, public_id: str | None, param: str) -> int | None:
+    if public_id is None:
+        return None
+    seq = await repo.seq_of(thread_key, public_id)
+    if seq is None:
+        raise InvalidRequest(f"{param}: no message with id '{public_id}' in this thread", param=param)
+    return seq
+
+
+async def get_message(session: AsyncSession, *, workspace_id: int, thread_id: str, message_id: str) -> Message:
+    thread_key = await _thread_key(session, workspace_id, thread_id)
+    message = await MessageRepository(session, workspace_id).in_thread(thread_key, message_id)
+    if message is None:
+        raise NotFound(f"no message with id '{message_id}' in this thread")
+    return message
+
+
+async def update_message(
+    session: AsyncSession, *, workspace_id: int, thread_id: str, message_id: str, data: MessageUpdate
+) -> Message:
+    message = await get_message(session, workspace_id=workspace_id, thread_id=thread_id, message_id=message_id)
+    fields = data.model_fields_set
+    if "read" in fields:
+        if data.read is None:
+            raise InvalidRequest("read cannot be null", param="read")
+        if data.read and message.read_at is None:
+            message.read_at = utcnow()
+        elif not data.read:
+            message.read_at = None
+    if "metadata" in fields:
+        message.metadata_ = data.metadata or {}
+    message.updated_at = utcnow()
+    await session.flush()
+    return message
+
+
+async def mark_read(
+    session: AsyncSession, *, workspace_id: int, thread_id: str, data: MarkRead
+) -> tuple[int, datetime]:
+    """Mark messages of a thread read: the ids given, all up to one, or all. Returns (count, time)."""
+    thread_key = await _thread_key(session, workspace_id, thread_id)
+    repo = MessageRepository(session, workspace_id)
+    now = utcnow()
+    if data.up_to is not None:
+        seq = await repo.seq_of(thread_key, data.up_to)
+        if seq is None:
+            raise InvalidRequest(f"up_to: no message with id '{data.up_to}' in this thread", param="up_to")
+        return await repo.mark_read(thread_key, at=now, seq_upto=seq), now
+    if data.message_ids is not None:
+        uids = [parse_uuid(raw) for raw in data.message_ids]
+        known = await repo.existing(thread_key, [u for u in uids if u is not None])
+        for raw, uid in zip(data.message_ids, uids, strict=True):
+            if uid is None or uid not in known:
+                raise InvalidRequest(f"message_ids: no message with id '{raw}' in this thread", param="message_ids")
+        return await repo.mark_read(thread_key, at=now, public_ids=list(known)), now
+    return await repo.mark_read(thread_key, at=now), now

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from threadline.kit.schemas import InputModel, ListPage, Metadata, OutputModel
+from threadline.models import Thread
+from threadline.models.enums import TagColor
+
+IdList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)]
+
+
+class ThreadCreate(InputModel):
+    agent_id: Annotated[str, Field(max_length=64, description="The agent that answers in this thread.")]
+    end_user_id: Annotated[str, Field(max_length=64)]
+    agent_version_id: Annotated[
+        str | None, Field(max_length=64, description="Pin a version; default: the agent's current version.")
+    ] = None
+    integration_id: Annotated[str | None, Field(max_length=64)] = None
+    active: bool = True
+    blocked: bool = False
+    metadata: Metadata = Field(default_factory=dict)
+    tags: IdList = Field(default_factory=list, description="Tag ids.")
+    assigned_to: IdList = Field(default_factory=list, description="User ids.")
+
+
+class ThreadUpdate(InputModel):
+    active: bool | None = Field(default=None, description="false: a human has the thread; the AI stays quiet.")
+    blocked: bool | None = None
+    metadata: Metadata | None = None
+    tags: IdList | None = Field(default=None, description="Replaces the thread's tags (tag ids).")
+    assigned_to: IdList | None = Field(default=None, description="Replaces the assigned users (user ids).")
+
+
+class ThreadTag(OutputModel):
+    id: str
+    name: str
+    color: TagColor
+
+
+class ThreadUser(OutputModel):
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+
+
+class ThreadRead(OutputModel):
+    object: Literal["thread"] = "thread"
+    id: str
+    number: int = Field(description="Stable integer id of the thread (what camelAI's dialect shows).")
+    agent_id: str
+    agent_version_id: str | None
+    end_user_id: str
+    integration_id: str | None
+    active: bool
+    blocked: bool
+    tags: list[ThreadTag]
+    assigned_to: list[ThreadUser]
+    metadata: dict[str, Any]
+    message_count: int
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+ThreadPage = ListPage[ThreadRead]
+
+
+def thread_read(thread: Thread, refs: dict[str, dict[int, Any]]) -> ThreadRead:
+    """Render ``thread``; ``refs`` maps each referenced table to {row id: public id} for this page."""
+    return ThreadRead(
+        id=str(thread.public_id),
+        number=thread.id,
+        agent_id=str(refs["agents"][thread.agent_id]),
+        agent_version_id=(
+            str(refs["agent_versions"][thread.agent_version_id]) if thread.agent_version_id is not None else None
+        ),
+        end_user_id=str(refs["end_users"][thread.end_user_id]),
+        integration_id=(
+            str(refs["integrations"][thread.integration_id]) if thread.integration_id is not None else None
+        ),
+        active=thread.active,
+        blocked=thread.blocked,
+        tags=[ThreadTag(id=str(t.public_id), name=t.name, color=t.color) for t in thread.tags],
+        assigned_to=[
+            ThreadUser(id=str(u.public_id), email=u.email, first_name=u.first_name, last_name=u.last_name)
+            for u in thread.assignees
+        ],
+        metadata=thread.metadata_,
+        message_count=thread.message_count,
+        last_message_at=thread.last_message_at,
+        created_at=thread.created_at,
+        updated_at=thread.updated_at,
+    )

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.conftest import Tenant
+
+
+async def _count_tags(api: httpx.AsyncClient) -> int:
+    return len((await api.get("/v1/tags", params={"limit": 100})).json()["data"])
+
+
+async def test_same_key_same_body_replays_the_first_response(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    first = await api.post("/v1/tags", json={"name": "once"}, headers=headers)
+    assert first.status_code == 201
+    again = await api.post("/v1/tags", json={"name": "once"}, headers=headers)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await _count_tags(api) == 1
+
+
+async def test_same_key_different_body_is_422_and_creates_nothing(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "k-2"}
+    assert (await api.post("/v1/tags", json={"name": "a"}, headers=headers)).status_code == 201
+    r = await api.post("/v1/tags", json={"name": "b"}, headers=headers)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "idempotency_key_reused" and err["param"] == "Idempotency-Key"
+    r = await api.post("/v1/end_users", json={"display_name": "x"}, headers=headers)  # other path, same key
+    assert r.status_code == 422
+    assert await _count_tags(api) == 1
+
+
+async def test_failed_request_does_not_burn_the_key(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "k-3"}
+    assert (await api.post("/v1/tags", json={"name": "x", "color": "teal"}, headers=headers)).status_code == 422
+    assert (await api.post("/v1/tags", json={"name": "x"}, headers=headers)).status_code == 201
+
+
+async def test_keys_are_per_workspace(client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant) -> None:
+    headers = {"Idempotency-Key": "shared"}
+    a = await client.post("/v1/tags", json={"name": "t"}, headers={**tenant.headers, **headers})
+    b = await client.post("/v1/tags", json={"name": "t"}, headers={**other_tenant.headers, **headers})
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+
+
+async def test_concurrent_requests_with_one_key_create_one_resource(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "race"}
+    responses = await asyncio.gather(
+        *[api.post("/v1/tags", json={"name": "raced"}, headers=headers) for _ in range(8)]
+    )
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert await _count_tags(api) == 1
+
+
+async def test_expired_key_is_treated_as_new(api: httpx.AsyncClient, sessionmaker) -> None:
+    from sqlalchemy import update
+
+    from threadline.kit.clock import utcnow
+    from threadline.models import IdempotencyKey
+
+    headers = {"Idempotency-Key": "old"}
+    first = await api.post("/v1/tags", json={"name": "e1"}, headers=headers)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(IdempotencyKey).where(IdempotencyKey.key == "old").values(expires_at=utcnow()))
+    second = await api.post("/v1/tags", json={"name": "e2"}, headers=headers)
+    assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+
+
+async def test_overlong_key_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post("/v1/tags", json={"name": "x"}, headers={"Idempotency-Key": "k" * 256})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "Idempotency-Key"
