@@ -32,8 +32,19 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
         **env,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "threadline.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "threadline.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -14,6 +14,7 @@ from threadline.auth.service import LastUsedRecorder
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
+from threadline.logging import configure_logging
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware
 from threadline.web.openapi import ERROR_RESPONSES
@@ -39,6 +40,7 @@ threadline's native API. Conventions (see docs/api.md):
 
 def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
     engine = engine or create_engine(settings)
     read_maker = create_sessionmaker(engine)
     write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine

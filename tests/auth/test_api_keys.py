@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import httpx
 from sqlalchemy import select
-
 from tests.conftest import Tenant, add_key
+
 from threadline.models import ApiKey
 from threadline.models.enums import Scope
 
@@ -20,8 +20,13 @@ async def test_three_header_schemes_authenticate(client: httpx.AsyncClient, tena
 
 
 async def test_missing_or_bad_key_is_401(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    for headers in ({}, {"Authorization": "Bearer tl_wrong"}, {"Authorization": f"Basic {tenant.key}"},
-                    {"X-API-Key": ""}, {"Authorization": "Bearer"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer tl_wrong"},
+        {"Authorization": f"Basic {tenant.key}"},
+        {"X-API-Key": ""},
+        {"Authorization": "Bearer"},
+    ):
         r = await client.get("/v1/tags", headers=headers)
         assert r.status_code == 401, headers
         assert r.json()["error"]["type"] == "authentication_error"

@@ -56,7 +56,7 @@ async def test_patch_pauses_the_ai_blocks_tags_and_assigns(api: httpx.AsyncClien
     t2 = (await api.patch(f"/v1/threads/{thread['id']}", json={"active": True})).json()
     assert t2["active"] is True and t2["blocked"] is True and t2["tags"] == t["tags"]
     r = await api.patch(f"/v1/threads/{thread['id']}", json={"active": None})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "active"
+    assert r.status_code == 422 and r.json()["error"]["param"] == "active"
 
 
 async def test_list_filters(api: httpx.AsyncClient) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-
 from tests.conftest import Tenant
 
 
@@ -50,9 +49,7 @@ async def test_keys_are_per_workspace(client: httpx.AsyncClient, tenant: Tenant,
 
 async def test_concurrent_requests_with_one_key_create_one_resource(api: httpx.AsyncClient) -> None:
     headers = {"Idempotency-Key": "race"}
-    responses = await asyncio.gather(
-        *[api.post("/v1/tags", json={"name": "raced"}, headers=headers) for _ in range(8)]
-    )
+    responses = await asyncio.gather(*[api.post("/v1/tags", json={"name": "raced"}, headers=headers) for _ in range(8)])
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
     assert len({r.json()["id"] for r in responses}) == 1
     assert await _count_tags(api) == 1

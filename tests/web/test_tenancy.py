@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import httpx
-
 from tests.conftest import Tenant
 from tests.factories import create_agent, create_end_user, create_thread, post_message
 
@@ -69,14 +68,24 @@ async def test_every_route_treats_another_workspaces_ids_as_absent(
     assert walked >= 20
 
     # Lists: another workspace's ids as cursors are unknown (400); as filters they match nothing.
-    for path, cursor in (("/v1/threads", "thread_id"), ("/v1/agents", "agent_id"), ("/v1/tags", "tag_id"),
-                         ("/v1/users", "user_id"), ("/v1/end_users", "end_user_id"),
-                         ("/v1/integrations", "integration_id"), ("/v1/api_keys", "key_id")):
+    for path, cursor in (
+        ("/v1/threads", "thread_id"),
+        ("/v1/agents", "agent_id"),
+        ("/v1/tags", "tag_id"),
+        ("/v1/users", "user_id"),
+        ("/v1/end_users", "end_user_id"),
+        ("/v1/integrations", "integration_id"),
+        ("/v1/api_keys", "key_id"),
+    ):
         for param in ("after", "before"):
             r = await client.get(path, params={param: ids[cursor]}, headers=tenant.headers)
             assert r.status_code == 400, f"{path}?{param}: {r.status_code} {r.text}"
-    for name, value in (("agent_id", ids["agent_id"]), ("end_user_id", ids["end_user_id"]),
-                        ("tag_id", ids["tag_id"]), ("assigned_user_id", ids["user_id"])):
+    for name, value in (
+        ("agent_id", ids["agent_id"]),
+        ("end_user_id", ids["end_user_id"]),
+        ("tag_id", ids["tag_id"]),
+        ("assigned_user_id", ids["user_id"]),
+    ):
         r = await client.get("/v1/threads", params={name: value}, headers=tenant.headers)
         assert r.status_code == 200 and r.json()["data"] == [], name
     for path in ("/v1/threads", "/v1/agents", "/v1/end_users", "/v1/users", "/v1/tags", "/v1/integrations"):
@@ -90,22 +99,27 @@ async def test_every_route_treats_another_workspaces_ids_as_absent(
     refused = [
         ("/v1/threads", {"agent_id": ids["agent_id"], "end_user_id": own_user["id"]}),
         ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": ids["end_user_id"]}),
-        ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": own_user["id"],
-                         "integration_id": ids["integration_id"]}),
+        (
+            "/v1/threads",
+            {"agent_id": own_agent["id"], "end_user_id": own_user["id"], "integration_id": ids["integration_id"]},
+        ),
         ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": own_user["id"], "tags": [ids["tag_id"]]}),
-        ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": own_user["id"],
-                         "assigned_to": [ids["user_id"]]}),
-        ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": own_user["id"],
-                         "agent_version_id": ids["version_id"]}),
+        ("/v1/threads", {"agent_id": own_agent["id"], "end_user_id": own_user["id"], "assigned_to": [ids["user_id"]]}),
+        (
+            "/v1/threads",
+            {"agent_id": own_agent["id"], "end_user_id": own_user["id"], "agent_version_id": ids["version_id"]},
+        ),
         ("/v1/integrations", {"type": "api", "agent_id": ids["agent_id"]}),
-        (f"/v1/threads/{own_thread['id']}/messages", {"content": "x", "role": "assistant",
-                                                      "user_id": ids["user_id"]}),
+        (f"/v1/threads/{own_thread['id']}/messages", {"content": "x", "role": "assistant", "user_id": ids["user_id"]}),
     ]
     for path, body in refused:
         r = await client.post(path, json=body, headers=tenant.headers)
         assert r.status_code == 404, f"POST {path} {body}: {r.status_code} {r.text}"
-    r = await client.post(f"/v1/threads/{own_thread['id']}/messages",
-                          json={"content": "x", "in_response_to": ids["message_id"]}, headers=tenant.headers)
+    r = await client.post(
+        f"/v1/threads/{own_thread['id']}/messages",
+        json={"content": "x", "in_response_to": ids["message_id"]},
+        headers=tenant.headers,
+    )
     assert r.status_code == 400
     r = await client.patch(f"/v1/threads/{own_thread['id']}", json={"tags": [ids["tag_id"]]}, headers=tenant.headers)
     assert r.status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -32,11 +33,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
-    if url.database and url.database != ":memory:":
-        from pathlib import Path
-
+    in_memory = not url.database or url.database == ":memory:"
+    if not in_memory:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_size=5, max_overflow=10)
+    # An in-memory database lives in one connection (SQLAlchemy uses a StaticPool for it).
+    engine = create_async_engine(url) if in_memory else create_async_engine(url, pool_size=5, max_overflow=10)
     busy_timeout = settings.sqlite_busy_timeout_ms
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -44,10 +45,11 @@ def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
         # Let us emit BEGIN ourselves (below), so writers can take the write lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # busy_timeout first: switching a new database to WAL takes a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -8,8 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threadline.db.engine import WRITE_OPTION
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -26,13 +29,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+# Any constant: processes that start together on one PostgreSQL take turns migrating.
+_MIGRATION_LOCK_KEY = 0x7468726C  # "thrl"
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     def _upgrade(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
+    if engine.dialect.name == "sqlite":
+        # Take the write lock up front, so a second process waits instead of failing on upgrade.
+        engine = engine.execution_options(**{WRITE_OPTION: True})
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held until this transaction ends; the next process then finds nothing left to do.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         await conn.run_sync(_upgrade)
 
 

@@ -1,3 +1,68 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from threadline.end_users import service
+from threadline.end_users.repository import EndUserRepository
+from threadline.end_users.schemas import EndUserCreate, EndUserPage, EndUserRead, EndUserUpdate
+from threadline.kit.schemas import StorableStr
+from threadline.models import EndUser
+from threadline.models.enums import ChannelType
+from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
+from threadline.web.params import ListQueryDep, list_envelope
+
+router = APIRouter(prefix="/end_users", tags=["end users"])
+
+
+@router.post("", status_code=201, response_model=EndUserRead, summary="Create an end user")
+async def create_end_user(body: EndUserCreate, session: SessionDep, auth: WriteAuth) -> EndUserRead:
+    end_user = await service.create_end_user(session, workspace_id=auth.workspace_id, data=body)
+    return EndUserRead.of(end_user)
+
+
+@router.get("", response_model=EndUserPage, summary="List end users")
+async def list_end_users(
+    session: SessionDep,
+    auth: ReadAuth,
+    query: ListQueryDep,
+    channel: Annotated[ChannelType | None, Query(description="Only end users on this channel.")] = None,
+    address: Annotated[
+        StorableStr | None, Query(max_length=200, description="Only end users with this address.")
+    ] = None,
+) -> EndUserPage:
+    page = await query.resolve(EndUserRepository(session, auth.workspace_id), EndUser, label="end user")
+    result = await service.list_end_users(
+        session, workspace_id=auth.workspace_id, page=page, channel=channel, address=address
+    )
+    return EndUserPage(**list_envelope(result, EndUserRead.of))
+
+
+@router.get("/{end_user_id}", response_model=EndUserRead, summary="Get an end user")
+async def get_end_user(end_user_id: str, session: SessionDep, auth: ReadAuth) -> EndUserRead:
+    end_user = await service.get_end_user(session, workspace_id=auth.workspace_id, end_user_id=end_user_id)
+    return EndUserRead.of(end_user)
+
+
+@router.patch("/{end_user_id}", response_model=EndUserRead, summary="Update an end user")
+async def update_end_user(
+    end_user_id: str, body: EndUserUpdate, session: SessionDep, auth: WriteAuth
+) -> EndUserRead:
+    end_user = await service.update_end_user(
+        session, workspace_id=auth.workspace_id, end_user_id=end_user_id, data=body
+    )
+    return EndUserRead.of(end_user)
+
+
+@router.delete(
+    "/{end_user_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete an end user, with all their threads and messages",
+    description="Erasure: deletes the end user **and every thread with them, with all those threads' "
+    "messages** (tags and assignments on those threads go too). This cannot be undone.",
+)
+async def delete_end_user(end_user_id: str, session: SessionDep, auth: WriteAuth) -> Response:
+    await service.delete_end_user(session, workspace_id=auth.workspace_id, end_user_id=end_user_id)
+    return Response(status_code=204)

@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 T = TypeVar("T")
 
@@ -45,7 +44,7 @@ class Page(Generic[T]):
 async def keyset_page(
     session: AsyncSession,
     stmt: Select[Any],
-    key: ColumnElement[Any],
+    key: Any,
     page: PageRequest,
     *,
     key_of: Any,

@@ -39,9 +39,7 @@ class MessageRenderer:
     async def prepare(self, session: AsyncSession, workspace_id: int, messages: list[Message]) -> MessageRenderer:
         repo = MessageRepository(session, workspace_id)
         self.users = await repo.user_public_ids({m.sent_by_user_id for m in messages if m.sent_by_user_id})
-        self.replies_to = await repo.message_public_ids(
-            {m.in_response_to_id for m in messages if m.in_response_to_id}
-        )
+        self.replies_to = await repo.message_public_ids({m.in_response_to_id for m in messages if m.in_response_to_id})
         return self
 
     def __call__(self, m: Message) -> MessageRead:
@@ -82,8 +80,9 @@ class MessageRenderer:
         )
 
 
-async def _render_one(session: AsyncSession, workspace_id: int, thread_id: str, message: Message,
-                      mode: OutputMode = OutputMode.TEXT) -> MessageRead:
+async def _render_one(
+    session: AsyncSession, workspace_id: int, thread_id: str, message: Message, mode: OutputMode = OutputMode.TEXT
+) -> MessageRead:
     renderer = await MessageRenderer(_canonical(thread_id), mode).prepare(session, workspace_id, [message])
     return renderer(message)
 
@@ -131,9 +130,7 @@ async def list_messages(
         direction=direction,
         status=status,
     )
-    renderer = await MessageRenderer(_canonical(thread_id), output_mode).prepare(
-        session, auth.workspace_id, page.items
-    )
+    renderer = await MessageRenderer(_canonical(thread_id), output_mode).prepare(session, auth.workspace_id, page.items)
     return MessagePage(**list_envelope(page, renderer))
 
 

@@ -65,7 +65,7 @@ class MessageRepository(WorkspaceRepository):
         seq: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return seq
 
-    async def list(
+    async def page(
         self,
         thread_id: int,
         page: PageRequest,

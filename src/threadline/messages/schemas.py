@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, OutputModel
+from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role, SentBy, Source
 
 MAX_CONTENT = 64 * 1024
@@ -43,7 +43,9 @@ class MessageCreate(InputModel):
 
 
 class MessageUpdate(InputModel):
-    read: bool | None = Field(default=None, description="true marks the message read; false unmarks it.")
+    read: Annotated[bool | None, NotNull] = Field(
+        default=None, description="true marks the message read; false unmarks it."
+    )
     metadata: Metadata | None = None
 
 

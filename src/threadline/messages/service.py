@@ -76,9 +76,7 @@ def _initial_status(new: NewMessage, direction: Direction, channel: ChannelType)
     return MessageStatus.QUEUED
 
 
-async def append_message(
-    session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage
-) -> Message:
+async def append_message(session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage) -> Message:
     """Add a message at the end of a thread (404 if the thread is not in this workspace)."""
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
@@ -121,9 +119,7 @@ async def append_message(
     return message
 
 
-async def create_message(
-    session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate
-) -> Message:
+async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Message:
     """POST /v1/threads/{id}/messages: resolve the references in ``data``, then append."""
     repo = MessageRepository(session, workspace_id)
     user_id = None
@@ -190,7 +186,7 @@ async def list_messages(
         after=await _cursor(repo, thread_key, after, "after"),
         before=await _cursor(repo, thread_key, before, "before"),
     )
-    return await repo.list(thread_key, page, role=role, type=type, direction=direction, status=status)
+    return await repo.page(thread_key, page, role=role, type=type, direction=direction, status=status)
 
 
 async def _cursor(repo: MessageRepository, thread_key: int, public_id: str | None, param: str) -> int | None:
@@ -215,9 +211,7 @@ async def update_message(
 ) -> Message:
     message = await get_message(session, workspace_id=workspace_id, thread_id=thread_id, message_id=message_id)
     fields = data.model_fields_set
-    if "read" in fields:
-        if data.read is None:
-            raise InvalidRequest("read cannot be null", param="read")
+    if "read" in fields and data.read is not None:
         if data.read and message.read_at is None:
             message.read_at = utcnow()
         elif not data.read:

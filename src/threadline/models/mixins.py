@@ -21,9 +21,7 @@ class IdMixin:
 
 
 class WorkspaceMixin:
-    workspace_id: Mapped[int] = mapped_column(
-        BigIntPK, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
+    workspace_id: Mapped[int] = mapped_column(BigIntPK, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
 
 
 class TimestampMixin:

@@ -49,9 +49,7 @@ class Thread(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     agent_version_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("agent_versions.id", ondelete="RESTRICT"), nullable=True
     )
-    end_user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("end_users.id", ondelete="CASCADE"), index=True
-    )
+    end_user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("end_users.id", ondelete="CASCADE"), index=True)
     integration_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("integrations.id", ondelete="RESTRICT"), nullable=True, index=True
     )

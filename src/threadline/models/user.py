@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from threadline.db.base import Base
@@ -14,9 +14,12 @@ class User(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     """A human operator (Altur's ``assigned_to`` and ``sent_by_user``)."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
 
     email: Mapped[str] = mapped_column(String(320))
     first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+
+
+# Emails are unique per workspace regardless of case (the service checks too; this closes the race).
+Index("uq_users_workspace_id_lower_email", User.workspace_id, func.lower(User.email), unique=True)

@@ -4,10 +4,10 @@ from fastapi import APIRouter, Response
 
 from threadline.models import Tag
 from threadline.tags import service
+from threadline.tags.repository import TagRepository
 from threadline.tags.schemas import TagCreate, TagPage, TagRead, TagUpdate
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
-from threadline.tags.repository import TagRepository
 
 router = APIRouter(prefix="/tags", tags=["tags"])
 

@@ -16,7 +16,7 @@ class TagRepository(WorkspaceRepository):
         tag: Tag | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return tag
 
-    async def list(self, page: PageRequest) -> Page[Tag]:
+    async def page(self, page: PageRequest) -> Page[Tag]:
         return await keyset_page(self.session, self.scoped(Tag), Tag.id, page, key_of=lambda t: t.id)
 
     async def delete_tag(self, tag: Tag) -> None:

@@ -26,7 +26,7 @@ async def get_tag(session: AsyncSession, *, workspace_id: int, tag_id: str) -> T
 
 
 async def list_tags(session: AsyncSession, *, workspace_id: int, page: PageRequest) -> Page[Tag]:
-    return await TagRepository(session, workspace_id).list(page)
+    return await TagRepository(session, workspace_id).page(page)
 
 
 async def update_tag(session: AsyncSession, *, workspace_id: int, tag_id: str, data: TagUpdate) -> Tag:

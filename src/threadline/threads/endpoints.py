@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime
 
+from threadline.kit.schemas import Timestamp
 from threadline.models import Thread
 from threadline.threads import service
 from threadline.threads.repository import ThreadRepository
@@ -39,7 +39,7 @@ async def list_threads(
     tag_id: IdFilter = None,
     assigned_user_id: IdFilter = None,
     updated_since: Annotated[
-        AwareDatetime | None, Query(description="Only threads updated at or after this time (RFC 3339, with offset).")
+        Timestamp | None, Query(description="Only threads updated at or after this time (RFC 3339, with offset).")
     ] = None,
 ) -> ThreadPage:
     repo = ThreadRepository(session, auth.workspace_id)

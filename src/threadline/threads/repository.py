@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select, delete, exists, false, select, update
 from sqlalchemy.orm import selectinload
 
 from threadline.kit.clock import utcnow
@@ -40,7 +40,7 @@ class ThreadRepository(WorkspaceRepository):
         key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return key
 
-    async def list(
+    async def page(
         self,
         page: PageRequest,
         *,
@@ -85,12 +85,8 @@ class ThreadRepository(WorkspaceRepository):
     def _key_subquery(self, model: Any, public_id: str) -> Any:
         uid = parse_uuid(public_id)
         if uid is None:
-            return select(model.id).where(False).scalar_subquery()  # noqa: FBT003
-        return (
-            select(model.id)
-            .where(model.workspace_id == self.workspace_id, model.public_id == uid)
-            .scalar_subquery()
-        )
+            return select(model.id).where(false()).scalar_subquery()
+        return select(model.id).where(model.workspace_id == self.workspace_id, model.public_id == uid).scalar_subquery()
 
     async def references(self, threads: list[Thread]) -> dict[str, dict[int, Any]]:
         """Public ids of everything a page of threads points at, one query per table."""

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, OutputModel
+from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models import Thread
 from threadline.models.enums import TagColor
 
@@ -27,8 +27,10 @@ class ThreadCreate(InputModel):
 
 
 class ThreadUpdate(InputModel):
-    active: bool | None = Field(default=None, description="false: a human has the thread; the AI stays quiet.")
-    blocked: bool | None = None
+    active: Annotated[bool | None, NotNull] = Field(
+        default=None, description="false: a human has the thread; the AI stays quiet."
+    )
+    blocked: Annotated[bool | None, NotNull] = None
     metadata: Metadata | None = None
     tags: IdList | None = Field(default=None, description="Replaces the thread's tags (tag ids).")
     assigned_to: IdList | None = Field(default=None, description="Replaces the assigned users (user ids).")

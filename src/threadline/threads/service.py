@@ -20,15 +20,15 @@ async def create_thread(session: AsyncSession, *, workspace_id: int, data: Threa
     end_user = await repo.get_ref(EndUser, data.end_user_id, label="end user", param="end_user_id")
     version_id = agent.current_version_id
     if data.agent_version_id is not None:
-        version = await repo.get_ref(AgentVersion, data.agent_version_id, label="agent version",
-                                     param="agent_version_id")
+        version = await repo.get_ref(
+            AgentVersion, data.agent_version_id, label="agent version", param="agent_version_id"
+        )
         if version.agent_id != agent.id:
             raise InvalidRequest("agent_version_id is a version of another agent", param="agent_version_id")
         version_id = version.id
     integration_id = None
     if data.integration_id is not None:
-        integration = await repo.get_ref(Integration, data.integration_id, label="integration",
-                                         param="integration_id")
+        integration = await repo.get_ref(Integration, data.integration_id, label="integration", param="integration_id")
         integration_id = integration.id
     thread = Thread(
         workspace_id=workspace_id,
@@ -66,7 +66,7 @@ async def list_threads(
     assigned_user_id: str | None = None,
     updated_since: datetime | None = None,
 ) -> Page[Thread]:
-    return await ThreadRepository(session, workspace_id).list(
+    return await ThreadRepository(session, workspace_id).page(
         page,
         agent_id=agent_id,
         end_user_id=end_user_id,
@@ -83,12 +83,10 @@ async def update_thread(session: AsyncSession, *, workspace_id: int, thread_id: 
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
     fields = data.model_fields_set
-    for name in ("active", "blocked"):
-        if name in fields:
-            value = getattr(data, name)
-            if value is None:
-                raise InvalidRequest(f"{name} cannot be null", param=name)
-            setattr(thread, name, value)
+    if "active" in fields and data.active is not None:
+        thread.active = data.active
+    if "blocked" in fields and data.blocked is not None:
+        thread.blocked = data.blocked
     if "metadata" in fields:
         thread.metadata_ = data.metadata or {}
     if "tags" in fields:

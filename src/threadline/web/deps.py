@@ -54,8 +54,10 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
         if principal is None:
             has_credentials = extract_key(request.headers) is not None
             raise Unauthenticated(
-                "invalid or revoked API key" if has_credentials else
-                "missing API key: send 'Authorization: Bearer KEY', 'Authorization: api-key KEY' or 'X-API-Key: KEY'"
+                "invalid or revoked API key"
+                if has_credentials
+                else "missing API key: send 'Authorization: Bearer KEY', "
+                "'Authorization: api-key KEY' or 'X-API-Key: KEY'"
             )
         if not principal.allows(scope):
             raise Forbidden(f"this API key lacks the '{scope.value}' scope")

@@ -39,7 +39,7 @@ def render(request: Request, err: ErrorInfo) -> Response:
     return _registry(request).renderer_for(request.url.path)(err)
 
 
-def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str:
+def _loc_to_param(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) if parts else ".".join(str(p) for p in loc)
 

@@ -48,8 +48,9 @@ class IdempotencyMiddleware:
         request = Request(scope)
         key = raw_key.decode("latin-1").strip()
         if not key or len(key) > MAX_KEY_LENGTH:
-            await _send_error(scope, send, 400, "invalid_idempotency_key",
-                              f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+            await _send_error(
+                scope, send, 400, "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"
+            )
             return
         principal = await resolve_principal(request)
         if principal is None:  # let the route answer 401 in its own words
@@ -91,8 +92,13 @@ class IdempotencyMiddleware:
             await session.rollback()
             winner = await _load(session, principal.workspace_id, key)
             if winner is None or winner.status_code == 0:
-                await _send_error(scope, send, 409, "idempotency_conflict",
-                                  "a concurrent request with this Idempotency-Key did not complete; retry")
+                await _send_error(
+                    scope,
+                    send,
+                    409,
+                    "idempotency_conflict",
+                    "a concurrent request with this Idempotency-Key did not complete; retry",
+                )
                 return
             await _replay_or_reject(scope, send, winner, fingerprint)
             return
@@ -127,7 +133,10 @@ async def _load(session: Any, workspace_id: int, key: str) -> IdempotencyKey | N
 async def _replay_or_reject(scope: Scope, send: Send, row: IdempotencyKey, fingerprint: str) -> None:
     if row.fingerprint != fingerprint:
         await _send_error(
-            scope, send, 422, "idempotency_key_reused",
+            scope,
+            send,
+            422,
+            "idempotency_key_reused",
             "this Idempotency-Key was already used with a different request (method, path or body); "
             "use a new key for a new request",
         )

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel, bounded_json
+from threadline.models import Agent, AgentVersion
+from threadline.models.enums import AgentMode, AgentType
+
+AgentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Description = Annotated[str, Field(max_length=10_000)]
+VersionName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Provider = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="Who answers: e.g. 'openai', 'local', 'flow'.",
+        examples=["openai"],
+    ),
+]
+ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+Tools = Annotated[
+    list[dict[str, Any]],
+    Field(max_length=128, description="Tool definitions (JSON objects); at most 128 and 64 KiB serialized."),
+    bounded_json(64 * 1024),
+]
+Flow = Annotated[
+    dict[str, Any],
+    Field(description="The scripted flow (a JSON object, at most 256 KiB serialized); FLOW mode only."),
+    bounded_json(256 * 1024),
+]
+VersionSettings = Annotated[
+    dict[str, Any],
+    Field(description="Further runtime settings (a JSON object, at most 16 KiB serialized)."),
+    bounded_json(16 * 1024),
+]
+
+
+class AgentVersionSpec(InputModel):
+    """One configuration of an agent. Versions are immutable: to change the agent, add a version."""
+
+    name: VersionName | None = Field(default=None, description="Defaults to 'v<number>'.")
+    mode: AgentMode
+    provider: Provider | None = None
+    model: ModelName | None = None
+    system_prompt: Annotated[str, Field(max_length=100_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=2_147_483_647)] | None = None
+    tools: Tools = Field(default_factory=list)
+    flow: Flow | None = Field(default=None, validate_default=True)
+    discard_inbound: bool = Field(default=False, description="Store inbound messages without answering them.")
+    settings: VersionSettings = Field(default_factory=dict)
+
+    @field_validator("flow")
+    @classmethod
+    def _flow_fits_mode(cls, flow: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        mode = info.data.get("mode")
+        if mode is AgentMode.FLOW and flow is None:
+            raise PydanticCustomError("flow_required", "is required in FLOW mode (a JSON object)")
+        if mode is AgentMode.PROMPT and flow is not None:
+            raise PydanticCustomError("flow_not_allowed", "must be null or left out in PROMPT mode")
+        return flow
+
+
+class AgentVersionCreate(AgentVersionSpec):
+    activate: bool = Field(default=True, description="Make the new version the agent's current one.")
+
+
+class AgentCreate(InputModel):
+    name: AgentName
+    description: Description | None = None
+    type: AgentType = AgentType.TEXT
+    metadata: Metadata = Field(default_factory=dict)
+    version: AgentVersionSpec | None = Field(
+        default=None, description="The first version's configuration: it becomes version 1, and current."
+    )
+
+
+class AgentUpdate(InputModel):
+    name: Annotated[AgentName | None, NotNull] = None
+    description: Description | None = None
+    type: Annotated[AgentType | None, NotNull] = None
+    metadata: Annotated[Metadata | None, NotNull] = None
+    current_version_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Roll back or forward to an existing version of this agent; null leaves it without one.",
+    )
+
+
+class AgentVersionRead(OutputModel):
+    object: Literal["agent_version"] = "agent_version"
+    id: str
+    agent_id: str
+    number: int
+    name: str
+    mode: AgentMode
+    provider: str | None
+    model: str | None
+    system_prompt: str | None
+    temperature: float | None
+    max_tokens: int | None
+    tools: list[dict[str, Any]]
+    flow: dict[str, Any] | None
+    discard_inbound: bool
+    settings: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, version: AgentVersion, *, agent: Agent) -> AgentVersionRead:
+        return cls(
+            id=str(version.public_id),
+            agent_id=str(agent.public_id),
+            number=version.number,
+            name=version.name,
+            mode=version.mode,
+            provider=version.provider,
+            model=version.model,
+            system_prompt=version.system_prompt,
+            temperature=version.temperature,
+            max_tokens=version.max_tokens,
+            tools=version.tools,
+            flow=version.flow,
+            discard_inbound=version.discard_inbound,
+            settings=version.settings,
+            created_at=version.created_at,
+        )
+
+
+class AgentRead(OutputModel):
+    object: Literal["agent"] = "agent"
+    id: str
+    name: str
+    description: str | None
+    type: AgentType
+    current_version: AgentVersionRead | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, agent: Agent, current_version: AgentVersion | None) -> AgentRead:
+        return cls(
+            id=str(agent.public_id),
+            name=agent.name,
+            description=agent.description,
+            type=agent.type,
+            current_version=AgentVersionRead.of(current_version, agent=agent) if current_version else None,
+            metadata=agent.metadata_,
+            created_at=agent.created_at,
+            updated_at=agent.updated_at,
+        )
+
+
+AgentPage = ListPage[AgentRead]
+AgentVersionPage = ListPage[AgentVersionRead]

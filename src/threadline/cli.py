@@ -1,0 +1,386 @@
+"""The ``threadline`` command: serve, migrate, and manage workspaces and API keys.
+
+Commands that only read or change rows refuse to run on a schema that is not at the latest
+migration (``serve`` and ``migrate`` are the ones that apply migrations). Failures a user can act on
+print one line to stderr and exit 1; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from threadline import __version__
+from threadline.config import Settings
+from threadline.errors import ThreadlineError
+from threadline.logging import configure_logging
+
+T = TypeVar("T")
+
+GRACEFUL_SHUTDOWN_S = 10
+
+
+class CliError(click.ClickException):
+    """A failure the user can act on: ``error: <message>`` on stderr, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _settings(database_url: str | None = None, *, alembic_logs: bool = False, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if database_url:
+        values["database_url"] = database_url
+    try:
+        settings = Settings(**values)
+    except Exception as exc:  # pydantic's ValidationError: a bad THREADLINE_* variable
+        raise CliError(f"invalid settings: {exc}") from None
+    configure_logging(settings.log_level, settings.log_format)
+    # Alembic says "Context impl SQLiteImpl" each time anything looks at the schema; only `migrate`
+    # has reason to show what alembic does.
+    logging.getLogger("alembic").setLevel(logging.INFO if alembic_logs else logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    return settings
+
+
+def _display_url(settings: Settings) -> str:
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+def _sqlite_path(settings: Settings) -> Path | None:
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _run(func: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; turn the errors a user can act on into a clean message."""
+    try:
+        return asyncio.run(func())
+    except ThreadlineError as exc:
+        raise CliError(exc.message) from None
+    except (OSError, ConnectionError) as exc:
+        raise CliError(f"cannot reach the database: {exc}") from None
+    except Exception as exc:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(exc, DBAPIError):
+            raise CliError(f"database error: {exc.orig or exc}") from None
+        raise
+
+
+async def _with_engine(settings: Settings, body: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    from threadline.db.engine import create_engine
+
+    engine = create_engine(settings)
+    try:
+        return await body(engine)
+    finally:
+        await engine.dispose()
+
+
+def _write_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    from threadline.db.engine import WRITE_OPTION, create_sessionmaker, is_sqlite
+
+    write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
+    return create_sessionmaker(write_engine)
+
+
+async def _require_schema_at_head(engine: AsyncEngine) -> None:
+    from threadline.db import migrate
+
+    current = await migrate.current_revision(engine)
+    head = migrate.head_revision()
+    if current is None:
+        raise CliError("the database has no threadline schema yet: run `threadline migrate` first")
+    if current != head:
+        raise CliError(
+            f"the database schema is at revision {current}, not at the latest ({head}): run `threadline migrate` first"
+        )
+
+
+def _with_data(settings: Settings, body: Callable[[AsyncSession], Awaitable[T]], *, write: bool = False) -> T:
+    """Run ``body`` in one transaction on a database whose schema is current."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.exists():
+        # Do not leave an empty database file behind just to say there is nothing in it.
+        raise CliError(f"no database at {path}: run `threadline migrate` (or `threadline serve`) first")
+
+    async def run(engine: AsyncEngine) -> T:
+        from threadline.db.engine import create_sessionmaker
+
+        await _require_schema_at_head(engine)
+        maker = _write_maker(engine) if write else create_sessionmaker(engine)
+        async with maker() as session, session.begin():
+            return await body(session)
+
+    return _run(lambda: _with_engine(settings, run))
+
+
+def _fmt_time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _parse_scopes(raw: str) -> list[Any]:
+    from threadline.models.enums import Scope
+
+    names = [s.strip().lower() for s in raw.split(",") if s.strip()]
+    if not names:
+        raise CliError("--scopes needs at least one of: read, write, admin")
+    unknown = [s for s in names if s not in Scope._value2member_map_]
+    if unknown:
+        raise CliError(f"unknown scope {', '.join(repr(s) for s in unknown)}: choose from read, write, admin")
+    return [Scope(s) for s in dict.fromkeys(names)]
+
+
+database_url_option = click.option(
+    "--database-url",
+    envvar="THREADLINE_DATABASE_URL",
+    show_envvar=True,
+    help="postgresql://... or sqlite:///...; default: SQLite in THREADLINE_DATA_DIR (./data).",
+)
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="threadline")
+def main() -> None:
+    """threadline: a self-hostable conversation backend for AI agents."""
+
+
+@main.command()
+@click.option("--host", help="Address to bind [env THREADLINE_HOST; default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [env THREADLINE_PORT; default 8000].")
+@database_url_option
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations on start.")
+@click.option("--no-bootstrap", is_flag=True, help="Do not seed an empty database with a workspace and key.")
+def serve(host: str | None, port: int | None, database_url: str | None, no_migrate: bool, no_bootstrap: bool) -> None:
+    """Run the API server (migrations applied on start unless --no-migrate)."""
+    import uvicorn
+
+    from threadline.app import create_app
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if no_migrate:
+        overrides["auto_migrate"] = False
+    if no_bootstrap:
+        overrides["bootstrap"] = False
+    settings = _settings(database_url, **overrides)
+    # Fail here, in one line, rather than in the app's start-up with a traceback.
+    _run(lambda: _with_engine(settings, _check_reachable if settings.auto_migrate else _require_schema_at_head))
+    app = create_app(settings)
+    with _exit_zero_on_signals():
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # keep the logging set up above (stderr; structlog for our own lines)
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            server_header=False,
+        )
+
+
+async def _check_reachable(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+@contextmanager
+def _exit_zero_on_signals() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler
+    that was there before it; with the default handler the process would die by the signal after a
+    clean shutdown. A no-op handler lets ``serve`` return and exit 0 instead."""
+
+    def ignore(_signum: int, _frame: Any) -> None:
+        return None
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@main.command()
+@database_url_option
+@click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
+@click.option("--downgrade", "downgrade_to", metavar="REV", help="Downgrade to REV instead (e.g. base).")
+def migrate(database_url: str | None, revision: str, downgrade_to: str | None) -> None:
+    """Apply pending migrations (or downgrade with --downgrade REV)."""
+    from threadline.db import migrate as migrations
+
+    settings = _settings(database_url, alembic_logs=True)
+
+    async def run(engine: AsyncEngine) -> tuple[str | None, str | None]:
+        before = await migrations.current_revision(engine)
+        if downgrade_to is not None:
+            await migrations.downgrade(engine, downgrade_to)
+        else:
+            await migrations.upgrade(engine, revision)
+        return before, await migrations.current_revision(engine)
+
+    try:
+        before, after = _run(lambda: _with_engine(settings, run))
+    except CliError:
+        raise
+    except Exception as exc:  # alembic's CommandError for an unknown revision, among others
+        from alembic.util import CommandError
+
+        if isinstance(exc, CommandError):
+            raise CliError(str(exc)) from None
+        raise
+    where = _display_url(settings)
+    if before == after:
+        click.echo(f"{where}: already at revision {after or 'base'}; nothing to do")
+    else:
+        click.echo(f"{where}: migrated from {before or 'base'} to {after or 'base'}")
+
+
+@main.group()
+def workspaces() -> None:
+    """Create and list workspaces (tenants)."""
+
+
+@workspaces.command("create")
+@click.argument("name")
+@database_url_option
+def workspaces_create(name: str, database_url: str | None) -> None:
+    """Create workspace NAME."""
+    from threadline.workspaces.service import create_workspace
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> tuple[str, str]:
+        ws = await create_workspace(session, name=name)
+        return ws.name, str(ws.public_id)
+
+    ws_name, ws_id = _with_data(settings, body, write=True)
+    click.echo(f"created workspace {ws_name} (id {ws_id})")
+
+
+@workspaces.command("list")
+@database_url_option
+def workspaces_list(database_url: str | None) -> None:
+    """List workspaces."""
+    from threadline.workspaces.service import list_workspaces
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> list[list[str]]:
+        return [[str(w.public_id), w.name, _fmt_time(w.created_at)] for w in await list_workspaces(session)]
+
+    rows = _with_data(settings, body)
+    _table(["ID", "NAME", "CREATED"], rows)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--workspace", "workspace_name", required=True, help="Name of the workspace the key belongs to.")
+@click.option("--scopes", required=True, help="Comma-separated: read, write, admin (admin implies write and read).")
+@click.option("--name", default="", help="A label to tell keys apart.")
+@database_url_option
+def keys_create(workspace_name: str, scopes: str, name: str, database_url: str | None) -> None:
+    """Create an API key; the secret is the last line of output and is never shown again."""
+    from threadline.api_keys.service import create_key
+    from threadline.workspaces.service import find_workspace
+
+    scope_list = _parse_scopes(scopes)
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> tuple[str, list[str], str]:
+        ws = await find_workspace(session, name=workspace_name)
+        if ws is None:
+            raise CliError(f"no workspace named '{workspace_name}' (see `threadline workspaces list`)")
+        key, secret = await create_key(session, workspace_id=ws.id, scopes=scope_list, name=name)
+        return str(key.public_id), list(key.scopes), secret
+
+    key_id, key_scopes, secret = _with_data(settings, body, write=True)
+    click.echo(f"created API key {key_id} in workspace {workspace_name} (scopes: {','.join(key_scopes)})")
+    click.echo("the key is shown only this once; store it now:")
+    click.echo(secret)
+
+
+@keys.command("list")
+@click.option("--workspace", "workspace_name", help="Only this workspace's keys.")
+@database_url_option
+def keys_list(workspace_name: str | None, database_url: str | None) -> None:
+    """List API keys (prefixes only, never the secrets)."""
+    from threadline.api_keys.service import all_keys
+    from threadline.workspaces.service import find_workspace, list_workspaces
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> list[list[str]]:
+        workspace_id = None
+        if workspace_name is not None:
+            ws = await find_workspace(session, name=workspace_name)
+            if ws is None:
+                raise CliError(f"no workspace named '{workspace_name}' (see `threadline workspaces list`)")
+            workspace_id = ws.id
+        names = {w.id: w.name for w in await list_workspaces(session)}
+        return [
+            [
+                str(k.public_id),
+                names.get(k.workspace_id, "?"),
+                k.prefix + "...",
+                k.name or "-",
+                ",".join(k.scopes),
+                _fmt_time(k.created_at),
+                _fmt_time(k.revoked_at),
+            ]
+            for k in await all_keys(session, workspace_id=workspace_id)
+        ]
+
+    rows = _with_data(settings, body)
+    _table(["ID", "WORKSPACE", "PREFIX", "NAME", "SCOPES", "CREATED", "REVOKED"], rows)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@database_url_option
+def keys_revoke(key_id: str, database_url: str | None) -> None:
+    """Revoke the key with id KEY_ID (from `threadline keys list`); it is refused from the next request on."""
+    from threadline.api_keys.service import revoke_key_by_public_id
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> str:
+        key = await revoke_key_by_public_id(session, key_id=key_id)
+        if key is None:
+            raise CliError(f"no API key with id '{key_id}' (see `threadline keys list`)")
+        return _fmt_time(key.revoked_at)
+
+    revoked_at = _with_data(settings, body, write=True)
+    click.echo(f"revoked API key {key_id} (at {revoked_at})")
+
+
+if __name__ == "__main__":
+    main()

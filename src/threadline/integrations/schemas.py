@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from threadline.kit.schemas import InputModel, ListPage, NotNull, OutputModel, bounded_json
+from threadline.models import Integration
+from threadline.models.enums import ChannelType
+
+IntegrationName = Annotated[str, Field(max_length=200)]
+AgentRef = Annotated[str, Field(max_length=64, description="The id of the agent answering on this channel.")]
+Settings = Annotated[
+    dict[str, Any],
+    Field(
+        description="Non-secret settings (phone numbers, account and sender ids); at most 16 KiB serialized. "
+        "Secrets (tokens, passwords) are not accepted here."
+    ),
+    bounded_json(16 * 1024),
+]
+
+# Keys that name credentials: those belong in the encrypted secrets, never in readable settings.
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "private_key", "credential")
+
+
+def _secret_keys(value: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            normalized = str(key).lower().replace("-", "_")
+            if any(word in normalized for word in _SECRET_WORDS):
+                found.append(where)
+            found.extend(_secret_keys(item, where))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_secret_keys(item, f"{path}[{index}]"))
+    return found
+
+
+class _SettingsCheck(InputModel):
+    @field_validator("settings", check_fields=False)
+    @classmethod
+    def _no_secrets(cls, settings: dict[str, Any] | None) -> dict[str, Any] | None:
+        if settings and (keys := _secret_keys(settings)):
+            raise PydanticCustomError(
+                "secret_in_settings",
+                "'{key}' looks like a secret; settings are readable by anyone with a read key, so they "
+                "take no secrets (tokens, passwords)",
+                {"key": keys[0]},
+            )
+        return settings
+
+
+class IntegrationCreate(_SettingsCheck):
+    type: ChannelType
+    name: IntegrationName = ""
+    agent_id: AgentRef | None = None
+    enabled: bool = True
+    settings: Settings = Field(default_factory=dict)
+
+
+class IntegrationUpdate(_SettingsCheck):
+    """``type`` cannot change: it is accepted only with the integration's current value."""
+
+    type: Annotated[ChannelType | None, NotNull] = None
+    name: Annotated[IntegrationName | None, NotNull] = None
+    agent_id: AgentRef | None = None
+    enabled: Annotated[bool | None, NotNull] = None
+    settings: Annotated[Settings | None, NotNull] = None
+
+
+class IntegrationRead(OutputModel):
+    object: Literal["integration"] = "integration"
+    id: str
+    type: ChannelType
+    name: str
+    agent_id: str | None
+    enabled: bool
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, integration: Integration, agent_public_id: uuid.UUID | None) -> IntegrationRead:
+        return cls(
+            id=str(integration.public_id),
+            type=integration.type,
+            name=integration.name,
+            agent_id=str(agent_public_id) if agent_public_id else None,
+            enabled=integration.enabled,
+            settings=integration.settings,
+            created_at=integration.created_at,
+            updated_at=integration.updated_at,
+        )
+
+
+IntegrationPage = ListPage[IntegrationRead]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
+from threadline.models import User
+
+# Loose on purpose: one '@' with something on each side and no spaces; deliverability is not ours to judge.
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ada@example.com"]),
+]
+PersonName = Annotated[str, Field(max_length=200)]
+
+
+class UserCreate(InputModel):
+    email: Email
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class UserUpdate(InputModel):
+    email: Annotated[Email | None, NotNull] = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    metadata: Annotated[Metadata | None, NotNull] = None
+
+
+class UserRead(OutputModel):
+    object: Literal["user"] = "user"
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserRead:
+        return cls(
+            id=str(user.public_id),
+            email=user.email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            metadata=user.metadata_,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+
+
+UserPage = ListPage[UserRead]
