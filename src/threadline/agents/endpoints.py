@@ -61,9 +61,7 @@ async def get_agent(agent_id: str, session: SessionDep, auth: ReadAuth) -> Agent
     "To change how the agent behaves, add a version (`POST /v1/agents/{agent_id}/versions`).",
 )
 async def update_agent(agent_id: str, body: AgentUpdate, session: SessionDep, auth: WriteAuth) -> AgentRead:
-    agent, version = await service.update_agent(
-        session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body
-    )
+    agent, version = await service.update_agent(session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body)
     return AgentRead.of(agent, version)
 
 
@@ -90,16 +88,12 @@ async def delete_agent(agent_id: str, session: SessionDep, auth: WriteAuth) -> R
 async def create_version(
     agent_id: str, body: AgentVersionCreate, session: SessionDep, auth: WriteAuth
 ) -> AgentVersionRead:
-    agent, version = await service.create_version(
-        session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body
-    )
+    agent, version = await service.create_version(session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body)
     return AgentVersionRead.of(version, agent=agent)
 
 
 @router.get("/{agent_id}/versions", response_model=AgentVersionPage, summary="List an agent's versions")
-async def list_versions(
-    agent_id: str, session: SessionDep, auth: ReadAuth, query: ListQueryDep
-) -> AgentVersionPage:
+async def list_versions(agent_id: str, session: SessionDep, auth: ReadAuth, query: ListQueryDep) -> AgentVersionPage:
     agent = await service.find_agent(session, workspace_id=auth.workspace_id, agent_id=agent_id)
     repo = AgentVersionRepository(session, auth.workspace_id, agent.id)
     page = await query.resolve(repo, AgentVersion, label="version of this agent")
@@ -107,12 +101,8 @@ async def list_versions(
     return AgentVersionPage(**list_envelope(result, lambda v: AgentVersionRead.of(v, agent=agent)))
 
 
-@router.get(
-    "/{agent_id}/versions/{version_id}", response_model=AgentVersionRead, summary="Get an agent version"
-)
-async def get_version(
-    agent_id: str, version_id: str, session: SessionDep, auth: ReadAuth
-) -> AgentVersionRead:
+@router.get("/{agent_id}/versions/{version_id}", response_model=AgentVersionRead, summary="Get an agent version")
+async def get_version(agent_id: str, version_id: str, session: SessionDep, auth: ReadAuth) -> AgentVersionRead:
     agent, version = await service.get_version(
         session, workspace_id=auth.workspace_id, agent_id=agent_id, version_id=version_id
     )

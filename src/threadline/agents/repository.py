@@ -31,7 +31,7 @@ class AgentRepository(WorkspaceRepository):
         stmt = self.scoped(Agent)
         if type is not None:
             stmt = stmt.where(Agent.type == type)
-        return await keyset_page(self.session, stmt, Agent.id, page, key_of=lambda a: a.id)
+        return await keyset_page(self.session, stmt, Agent.id, page)
 
     async def versions_by_id(self, ids: set[int]) -> dict[int, AgentVersion]:
         """The versions with these row ids (e.g. the current versions of a page of agents), in one query."""
@@ -63,9 +63,7 @@ class AgentRepository(WorkspaceRepository):
                 AgentVersion.agent_id == agent.id, AgentVersion.workspace_id == self.workspace_id
             )
         )
-        await self.session.execute(
-            delete(Agent).where(Agent.id == agent.id, Agent.workspace_id == self.workspace_id)
-        )
+        await self.session.execute(delete(Agent).where(Agent.id == agent.id, Agent.workspace_id == self.workspace_id))
 
 
 class AgentVersionRepository(WorkspaceRepository):
@@ -90,4 +88,4 @@ class AgentVersionRepository(WorkspaceRepository):
 
     async def list(self, page: PageRequest) -> Page[AgentVersion]:
         stmt = self.scoped(AgentVersion)
-        return await keyset_page(self.session, stmt, AgentVersion.id, page, key_of=lambda v: v.id)
+        return await keyset_page(self.session, stmt, AgentVersion.id, page)

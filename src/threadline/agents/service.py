@@ -62,8 +62,7 @@ async def list_agents(
     result = await repo.list(page, type=type)
     versions = await repo.versions_by_id({a.current_version_id for a in result.items if a.current_version_id})
     items = [
-        AgentWithVersion(a, versions.get(a.current_version_id) if a.current_version_id else None)
-        for a in result.items
+        AgentWithVersion(a, versions.get(a.current_version_id) if a.current_version_id else None) for a in result.items
     ]
     return Page(items=items, has_more=result.has_more)
 

@@ -14,9 +14,7 @@ router = APIRouter(prefix="/api_keys", tags=["api keys"])
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key (shown once)")
 async def create_api_key(body: ApiKeyCreate, session: SessionDep, auth: AdminAuth) -> ApiKeyCreated:
-    key, secret = await service.create_key(
-        session, workspace_id=auth.workspace_id, scopes=body.scopes, name=body.name
-    )
+    key, secret = await service.create_key(session, workspace_id=auth.workspace_id, scopes=body.scopes, name=body.name)
     return ApiKeyCreated(**ApiKeyRead.of(key).model_dump(), key=secret)
 
 

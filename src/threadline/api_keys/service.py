@@ -34,7 +34,7 @@ async def create_key(
 
 async def list_keys(session: AsyncSession, *, workspace_id: int, page: PageRequest) -> Page[ApiKey]:
     repo = WorkspaceRepository(session, workspace_id)
-    return await keyset_page(session, repo.scoped(ApiKey), ApiKey.id, page, key_of=lambda k: k.id)
+    return await keyset_page(session, repo.scoped(ApiKey), ApiKey.id, page)
 
 
 async def all_keys(session: AsyncSession, *, workspace_id: int | None = None) -> list[ApiKey]:

@@ -46,9 +46,7 @@ async def get_end_user(end_user_id: str, session: SessionDep, auth: ReadAuth) ->
 
 
 @router.patch("/{end_user_id}", response_model=EndUserRead, summary="Update an end user")
-async def update_end_user(
-    end_user_id: str, body: EndUserUpdate, session: SessionDep, auth: WriteAuth
-) -> EndUserRead:
+async def update_end_user(end_user_id: str, body: EndUserUpdate, session: SessionDep, auth: WriteAuth) -> EndUserRead:
     end_user = await service.update_end_user(
         session, workspace_id=auth.workspace_id, end_user_id=end_user_id, data=body
     )

@@ -25,7 +25,7 @@ class EndUserRepository(WorkspaceRepository):
             stmt = stmt.where(EndUser.channel == channel)
         if address is not None:
             stmt = stmt.where(EndUser.address == address)
-        return await keyset_page(self.session, stmt, EndUser.id, page, key_of=lambda e: e.id)
+        return await keyset_page(self.session, stmt, EndUser.id, page)
 
     async def delete_end_user(self, end_user: EndUser) -> None:
         """Deletes the row; ON DELETE CASCADE in the database removes their threads and those messages."""

@@ -21,9 +21,7 @@ router = APIRouter(prefix="/integrations", tags=["integrations"])
 
 
 @router.post("", status_code=201, response_model=IntegrationRead, summary="Create an integration")
-async def create_integration(
-    body: IntegrationCreate, session: SessionDep, auth: WriteAuth
-) -> IntegrationRead:
+async def create_integration(body: IntegrationCreate, session: SessionDep, auth: WriteAuth) -> IntegrationRead:
     result = await service.create_integration(session, workspace_id=auth.workspace_id, data=body)
     return IntegrationRead.of(*result)
 
@@ -34,9 +32,7 @@ async def list_integrations(
     auth: ReadAuth,
     query: ListQueryDep,
     type: Annotated[ChannelType | None, Query(description="Only integrations of this type.")] = None,
-    agent_id: Annotated[
-        str | None, Query(max_length=64, description="Only integrations routed to this agent.")
-    ] = None,
+    agent_id: Annotated[str | None, Query(max_length=64, description="Only integrations routed to this agent.")] = None,
     enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false).")] = None,
 ) -> IntegrationPage:
     repo = IntegrationRepository(session, auth.workspace_id)
@@ -49,9 +45,7 @@ async def list_integrations(
 
 @router.get("/{integration_id}", response_model=IntegrationRead, summary="Get an integration")
 async def get_integration(integration_id: str, session: SessionDep, auth: ReadAuth) -> IntegrationRead:
-    result = await service.get_integration(
-        session, workspace_id=auth.workspace_id, integration_id=integration_id
-    )
+    result = await service.get_integration(session, workspace_id=auth.workspace_id, integration_id=integration_id)
     return IntegrationRead.of(*result)
 
 

@@ -21,9 +21,7 @@ class IntegrationRepository(WorkspaceRepository):
         """{agent row id: public id} for the agents a page of integrations points at, in one query."""
         if not ids:
             return {}
-        stmt = select(Agent.id, Agent.public_id).where(
-            Agent.workspace_id == self.workspace_id, Agent.id.in_(ids)
-        )
+        stmt = select(Agent.id, Agent.public_id).where(Agent.workspace_id == self.workspace_id, Agent.id.in_(ids))
         return {row.id: row.public_id for row in await self.session.execute(stmt)}
 
     async def list(
@@ -41,7 +39,7 @@ class IntegrationRepository(WorkspaceRepository):
             stmt = stmt.where(Integration.agent_id == agent_id)
         if enabled is not None:
             stmt = stmt.where(Integration.enabled == enabled)
-        return await keyset_page(self.session, stmt, Integration.id, page, key_of=lambda i: i.id)
+        return await keyset_page(self.session, stmt, Integration.id, page)
 
     async def has_threads(self, integration: Integration) -> bool:
         stmt = select(Thread.id).where(
@@ -51,7 +49,5 @@ class IntegrationRepository(WorkspaceRepository):
 
     async def delete_integration(self, integration: Integration) -> None:
         await self.session.execute(
-            delete(Integration).where(
-                Integration.id == integration.id, Integration.workspace_id == self.workspace_id
-            )
+            delete(Integration).where(Integration.id == integration.id, Integration.workspace_id == self.workspace_id)
         )

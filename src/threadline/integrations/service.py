@@ -39,9 +39,7 @@ async def create_integration(
     return IntegrationWithAgent(integration, agent.public_id if agent else None)
 
 
-async def get_integration(
-    session: AsyncSession, *, workspace_id: int, integration_id: str
-) -> IntegrationWithAgent:
+async def get_integration(session: AsyncSession, *, workspace_id: int, integration_id: str) -> IntegrationWithAgent:
     repo = IntegrationRepository(session, workspace_id)
     integration = await repo.get_integration(integration_id)
     return await _with_agent(repo, integration)
@@ -60,10 +58,7 @@ async def list_integrations(
     agent = await repo.get_agent(agent_id, param="agent_id") if agent_id is not None else None
     result = await repo.list(page, type=type, agent_id=agent.id if agent else None, enabled=enabled)
     agents = await repo.agent_public_ids({i.agent_id for i in result.items if i.agent_id is not None})
-    items = [
-        IntegrationWithAgent(i, agents.get(i.agent_id) if i.agent_id is not None else None)
-        for i in result.items
-    ]
+    items = [IntegrationWithAgent(i, agents.get(i.agent_id) if i.agent_id is not None else None) for i in result.items]
     return Page(items=items, has_more=result.has_more)
 
 

@@ -46,10 +46,8 @@ async def keyset_page(
     stmt: Select[Any],
     key: Any,
     page: PageRequest,
-    *,
-    key_of: Any,
 ) -> Page[Any]:
-    """Run ``stmt`` narrowed to the page around the cursors; ``key_of(row)`` reads a row's sort key."""
+    """Run ``stmt`` narrowed to the page around the cursors, ``key`` being the column pages walk."""
     if page.after is not None:
         stmt = stmt.where(key > page.after)
     if page.before is not None:

@@ -84,7 +84,7 @@ class MessageRepository(WorkspaceRepository):
             stmt = stmt.where(Message.direction == direction)
         if status is not None:
             stmt = stmt.where(Message.status == status)
-        return await keyset_page(self.session, stmt, Message.seq, page, key_of=lambda m: m.seq)
+        return await keyset_page(self.session, stmt, Message.seq, page)
 
     async def user_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
         return await self.public_ids(User, ids)

@@ -17,7 +17,7 @@ class TagRepository(WorkspaceRepository):
         return tag
 
     async def page(self, page: PageRequest) -> Page[Tag]:
-        return await keyset_page(self.session, self.scoped(Tag), Tag.id, page, key_of=lambda t: t.id)
+        return await keyset_page(self.session, self.scoped(Tag), Tag.id, page)
 
     async def delete_tag(self, tag: Tag) -> None:
         await self.session.execute(delete(Tag).where(Tag.id == tag.id, Tag.workspace_id == self.workspace_id))

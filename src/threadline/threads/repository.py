@@ -80,7 +80,7 @@ class ThreadRepository(WorkspaceRepository):
             )
         if updated_since is not None:
             stmt = stmt.where(Thread.updated_at >= updated_since)
-        return await keyset_page(self.session, stmt, Thread.id, page, key_of=lambda t: t.id)
+        return await keyset_page(self.session, stmt, Thread.id, page)
 
     def _key_subquery(self, model: Any, public_id: str) -> Any:
         uid = parse_uuid(public_id)

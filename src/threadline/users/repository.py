@@ -21,7 +21,7 @@ class UserRepository(WorkspaceRepository):
         stmt = self.scoped(User)
         if email is not None:
             stmt = stmt.where(func.lower(User.email) == email.lower())
-        return await keyset_page(self.session, stmt, User.id, page, key_of=lambda u: u.id)
+        return await keyset_page(self.session, stmt, User.id, page)
 
     async def delete_user(self, user: User) -> None:
         stmt = delete(User).where(User.id == user.id, User.workspace_id == self.workspace_id)
