@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +17,7 @@ from threadline.db import migrate
 from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
 from threadline.logging import configure_logging
 from threadline.web.errors import install_error_handlers
-from threadline.web.idempotency import IdempotencyMiddleware
+from threadline.web.idempotency import IdempotencyMiddleware, purge_periodically
 from threadline.web.openapi import ERROR_RESPONSES
 from threadline.web.request_context import RequestContextMiddleware
 from threadline.web.session import DatabaseSessionMiddleware
@@ -54,10 +55,12 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             from threadline.workspaces.bootstrap import bootstrap_if_empty
 
             await bootstrap_if_empty(write_maker, settings)
+        purger = asyncio.create_task(purge_periodically(write_maker, settings.idempotency_purge_interval_s))
         log.info("app.started", database=engine.dialect.name)
         try:
             yield
         finally:
+            purger.cancel()
             await app.state.last_used.drain()
             await engine.dispose()
             log.info("app.stopped")

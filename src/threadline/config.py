@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = 20
     sqlite_busy_timeout_ms: int = 10_000
     idempotency_ttl_hours: int = 24
+    idempotency_purge_interval_s: float = Field(default=3600, description="How often expired keys are deleted.")
     api_key_touch_interval_s: int = Field(
         default=60, description="last_used_at is written at most this often per key, to keep reads read-only."
     )

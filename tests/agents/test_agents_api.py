@@ -49,8 +49,10 @@ async def test_create_get_list_update_delete_agent(api: httpx.AsyncClient) -> No
 
 
 async def test_creating_an_agent_with_a_version_makes_version_1_current(api: httpx.AsyncClient) -> None:
-    agent = await _create(api, version={**PROMPT, "temperature": 0.3, "max_tokens": 256,
-                                        "tools": [{"type": "function", "name": "lookup"}]})
+    agent = await _create(
+        api,
+        version={**PROMPT, "temperature": 0.3, "max_tokens": 256, "tools": [{"type": "function", "name": "lookup"}]},
+    )
     version = agent["current_version"]
     assert version["object"] == "agent_version" and version["agent_id"] == agent["id"]
     assert version["number"] == 1 and version["name"] == "v1" and version["mode"] == "PROMPT"
@@ -132,9 +134,7 @@ async def test_list_agents_pages_and_filters_by_type(api: httpx.AsyncClient) -> 
 
 async def test_concurrent_versions_get_distinct_consecutive_numbers(api: httpx.AsyncClient) -> None:
     agent = await _create(api)
-    results = await asyncio.gather(
-        *(api.post(f"/v1/agents/{agent['id']}/versions", json=PROMPT) for _ in range(8))
-    )
+    results = await asyncio.gather(*(api.post(f"/v1/agents/{agent['id']}/versions", json=PROMPT) for _ in range(8)))
     assert all(r.status_code == 201 for r in results), [r.text for r in results]
     assert sorted(r.json()["number"] for r in results) == list(range(1, 9))
 
@@ -242,19 +242,21 @@ async def test_unknown_malformed_or_foreign_agent_ids_are_404s(
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
 
-async def test_deleting_an_agent_with_threads_is_a_409(
-    api: httpx.AsyncClient, tenant: Any, sessionmaker: Any
-) -> None:
+async def test_deleting_an_agent_with_threads_is_a_409(api: httpx.AsyncClient, tenant: Any, sessionmaker: Any) -> None:
     agent = await _create(api, version=PROMPT)
     async with sessionmaker() as session, session.begin():
         row = (await session.execute(select(Agent).where(Agent.public_id == uuid.UUID(agent["id"])))).scalar_one()
         end_user = EndUser(workspace_id=tenant.workspace_id)
         session.add(end_user)
         await session.flush()
-        session.add(Thread(
-            workspace_id=tenant.workspace_id, agent_id=row.id, agent_version_id=row.current_version_id,
-            end_user_id=end_user.id,
-        ))
+        session.add(
+            Thread(
+                workspace_id=tenant.workspace_id,
+                agent_id=row.id,
+                agent_version_id=row.current_version_id,
+                end_user_id=end_user.id,
+            )
+        )
     r = await api.delete(f"/v1/agents/{agent['id']}")
     assert r.status_code == 409, r.text
     error = r.json()["error"]
@@ -275,9 +277,7 @@ async def test_deleting_an_agent_an_integration_routes_to_is_a_409(api: httpx.As
     assert (await api.delete(f"/v1/agents/{agent['id']}")).status_code == 204
 
 
-async def test_deleting_an_agent_deletes_its_versions(
-    api: httpx.AsyncClient, tenant: Any, sessionmaker: Any
-) -> None:
+async def test_deleting_an_agent_deletes_its_versions(api: httpx.AsyncClient, tenant: Any, sessionmaker: Any) -> None:
     agent = await _create(api, version=PROMPT)
     await _add_version(api, agent["id"], **FLOW)
     assert (await api.delete(f"/v1/agents/{agent['id']}")).status_code == 204

@@ -17,8 +17,9 @@ async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 
 
 async def test_create_get_list_update_delete_end_user(api: httpx.AsyncClient) -> None:
-    eu = await _create(api, display_name="Grace", channel="sms", address="+14155550123", info="VIP",
-                       metadata={"crm_id": 7})
+    eu = await _create(
+        api, display_name="Grace", channel="sms", address="+14155550123", info="VIP", metadata={"crm_id": 7}
+    )
     assert eu["object"] == "end_user" and eu["channel"] == "sms" and eu["address"] == "+14155550123"
     assert eu["display_name"] == "Grace" and eu["info"] == "VIP" and eu["metadata"] == {"crm_id": 7}
     assert (await api.get(f"/v1/end_users/{eu['id']}")).json() == eu
@@ -149,24 +150,33 @@ async def test_deleting_an_end_user_erases_their_threads_and_messages(
             session.add(thread)
             await session.flush()
             await session.execute(insert(thread_tags).values(thread_id=thread.id, tag_id=tag.id))
-            session.add(Message(
-                workspace_id=ws, thread_id=thread.id, seq=1, role=Role.USER, direction=Direction.INBOUND,
-                sent_by=SentBy.END_USER, status=MessageStatus.RECEIVED, content="hello",
-            ))
+            session.add(
+                Message(
+                    workspace_id=ws,
+                    thread_id=thread.id,
+                    seq=1,
+                    role=Role.USER,
+                    direction=Direction.INBOUND,
+                    sent_by=SentBy.END_USER,
+                    status=MessageStatus.RECEIVED,
+                    content="hello",
+                )
+            )
             threads.append(thread.id)
         await session.flush()
 
     assert (await api.delete(f"/v1/end_users/{eu['id']}")).status_code == 204
 
     async with sessionmaker() as session:
+
         async def count(stmt: Any) -> int:
             return int(await session.scalar(stmt) or 0)
 
         assert await count(select(func.count()).select_from(Thread).where(Thread.id == threads[0])) == 0
         assert await count(select(func.count()).select_from(Message).where(Message.thread_id == threads[0])) == 0
-        assert await count(
-            select(func.count()).select_from(thread_tags).where(thread_tags.c.thread_id == threads[0])
-        ) == 0
+        assert (
+            await count(select(func.count()).select_from(thread_tags).where(thread_tags.c.thread_id == threads[0])) == 0
+        )
         assert await count(select(func.count()).select_from(Thread).where(Thread.id == threads[1])) == 1
         assert await count(select(func.count()).select_from(Message).where(Message.thread_id == threads[1])) == 1
     assert (await api.get(f"/v1/end_users/{keep['id']}")).status_code == 200

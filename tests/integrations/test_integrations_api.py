@@ -25,7 +25,10 @@ async def _agent(api: httpx.AsyncClient, name: str = "Support") -> str:
 async def test_create_get_list_update_delete_integration(api: httpx.AsyncClient) -> None:
     agent_id = await _agent(api)
     integration = await _create(
-        api, type="sms", name="US line", agent_id=agent_id,
+        api,
+        type="sms",
+        name="US line",
+        agent_id=agent_id,
         settings={"phone_number": "+14155550100", "account_sid": "AC123"},
     )
     assert integration["object"] == "integration" and integration["type"] == "sms"
@@ -158,9 +161,9 @@ async def test_deleting_an_integration_threads_came_through_is_a_409(
     async with sessionmaker() as session, session.begin():
         ws = tenant.workspace_id
         agent = (await session.execute(select(Agent).where(Agent.public_id == uuid.UUID(agent_id)))).scalar_one()
-        row = (await session.execute(
-            select(Integration).where(Integration.public_id == uuid.UUID(integration["id"]))
-        )).scalar_one()
+        row = (
+            await session.execute(select(Integration).where(Integration.public_id == uuid.UUID(integration["id"])))
+        ).scalar_one()
         end_user = EndUser(workspace_id=ws, channel="sms", address="+14155550123")
         session.add(end_user)
         await session.flush()

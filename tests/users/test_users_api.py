@@ -139,8 +139,15 @@ async def test_deleting_a_user_unassigns_them_and_keeps_their_messages(
         await session.flush()
         await session.execute(insert(thread_assignees).values(thread_id=thread.id, user_id=user_row.id))
         message = Message(
-            workspace_id=ws, thread_id=thread.id, seq=1, role=Role.ASSISTANT, direction=Direction.OUTBOUND,
-            sent_by=SentBy.OPERATOR, sent_by_user_id=user_row.id, status=MessageStatus.SENT, content="hi",
+            workspace_id=ws,
+            thread_id=thread.id,
+            seq=1,
+            role=Role.ASSISTANT,
+            direction=Direction.OUTBOUND,
+            sent_by=SentBy.OPERATOR,
+            sent_by_user_id=user_row.id,
+            status=MessageStatus.SENT,
+            content="hi",
         )
         session.add(message)
         await session.flush()

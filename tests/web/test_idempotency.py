@@ -69,6 +69,25 @@ async def test_expired_key_is_treated_as_new(api: httpx.AsyncClient, sessionmake
     assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
 
 
+async def test_expired_keys_are_purged(api: httpx.AsyncClient, sessionmaker) -> None:
+    from sqlalchemy import select, update
+
+    from threadline.kit.clock import utcnow
+    from threadline.models import IdempotencyKey
+    from threadline.web.idempotency import purge_expired
+
+    for key in ("p1", "p2"):
+        assert (await api.post("/v1/tags", json={"name": key}, headers={"Idempotency-Key": key})).status_code == 201
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(IdempotencyKey).where(IdempotencyKey.key == "p1").values(expires_at=utcnow()))
+    assert await purge_expired(sessionmaker) >= 1
+    async with sessionmaker() as session:
+        left = set(
+            (await session.execute(select(IdempotencyKey.key).where(IdempotencyKey.key.in_(["p1", "p2"])))).scalars()
+        )
+    assert left == {"p2"}
+
+
 async def test_overlong_key_is_400(api: httpx.AsyncClient) -> None:
     r = await api.post("/v1/tags", json={"name": "x"}, headers={"Idempotency-Key": "k" * 256})
     assert r.status_code == 400 and r.json()["error"]["param"] == "Idempotency-Key"
