@@ -26,7 +26,7 @@ from threadline.api_keys.service import create_key
 from threadline.app import create_app
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
-from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
+from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, write_engine
 from threadline.models.enums import Scope
 from threadline.workspaces.service import create_workspace
 
@@ -95,8 +95,7 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
-    return create_sessionmaker(write_engine)
+    return create_sessionmaker(write_engine(engine))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from threadline import __version__
 from threadline.auth.service import LastUsedRecorder
 from threadline.config import Settings
 from threadline.db import migrate
-from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
+from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
 from threadline.logging import configure_logging
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware, purge_periodically
@@ -43,9 +43,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     engine = engine or create_engine(settings)
-    read_maker = create_sessionmaker(engine)
-    write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
-    write_maker = create_sessionmaker(write_engine)
+    read_maker = create_sessionmaker(read_engine(engine))
+    write_maker = create_sessionmaker(write_engine(engine))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +84,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     _include_routers(app)
 
     app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
-    app.add_middleware(DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker)
+    app.add_middleware(
+        DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
+    )
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -94,10 +94,9 @@ async def _with_engine(settings: Settings, body: Callable[[AsyncEngine], Awaitab
 
 
 def _write_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    from threadline.db.engine import WRITE_OPTION, create_sessionmaker, is_sqlite
+    from threadline.db.engine import create_sessionmaker, write_engine
 
-    write_engine = engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
-    return create_sessionmaker(write_engine)
+    return create_sessionmaker(write_engine(engine))
 
 
 async def _require_schema_at_head(engine: AsyncEngine) -> None:

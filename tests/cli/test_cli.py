@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from threadline.auth.keys import hash_key
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
-from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
+from threadline.db.engine import create_engine, create_sessionmaker, write_engine
 from threadline.models import Agent, AgentVersion, ApiKey, EndUser, Workspace
 from threadline.models.enums import AgentMode
 from threadline.workspaces.bootstrap import bootstrap_if_empty
@@ -264,7 +264,7 @@ async def _counts(engine: AsyncEngine) -> dict[str, int]:
 
 
 def _write_maker(engine: AsyncEngine) -> Any:
-    return create_sessionmaker(engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine)
+    return create_sessionmaker(write_engine(engine))
 
 
 async def test_bootstrap_seeds_an_empty_database_once_and_prints_the_key_once(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.auth.keys import hash_key
@@ -19,6 +19,13 @@ from threadline.models.enums import Scope
 log = structlog.get_logger(__name__)
 
 _SCHEMES = ("bearer", "api-key")
+
+# Built once: this runs on every request.
+_BY_HASH = (
+    select(ApiKey.id, ApiKey.scopes, ApiKey.workspace_id, Workspace.public_id)
+    .join(Workspace, Workspace.id == ApiKey.workspace_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
 
 
 def extract_key(headers: Mapping[str, str]) -> str | None:
@@ -37,13 +44,7 @@ def extract_key(headers: Mapping[str, str]) -> str | None:
 
 async def authenticate(session: AsyncSession, key: str) -> Principal | None:
     """The principal for ``key``, or None when it is unknown or revoked (checked on every request)."""
-    row = (
-        await session.execute(
-            select(ApiKey.id, ApiKey.scopes, ApiKey.workspace_id, Workspace.public_id, ApiKey.last_used_at)
-            .join(Workspace, Workspace.id == ApiKey.workspace_id)
-            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        )
-    ).one_or_none()
+    row = (await session.execute(_BY_HASH, {"key_hash": hash_key(key)})).one_or_none()
     if row is None:
         return None
     scopes = frozenset(Scope(s) for s in row.scopes if s in Scope._value2member_map_)

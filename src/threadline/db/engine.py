@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from threadline.config import Settings
 
 WRITE_OPTION = "threadline_write"
+READ_ONLY_OPTION = "threadline_read_only"
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -27,7 +28,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. Connections are recycled instead, and a
+        # dropped one fails one request and leaves the pool.
         pool_recycle=1800,
     )
 
@@ -56,10 +58,28 @@ def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
     def _on_begin(conn: Any) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once when
         # another writer committed in between (busy_timeout does not apply); BEGIN IMMEDIATE waits.
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY_OPTION, False):
+            return  # each statement is its own snapshot (see read_engine)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
 
     return engine
+
+
+def write_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for requests that change data: on SQLite they take the write lock when they begin."""
+    return engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine
+
+
+def read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads (GET): autocommit, so a read costs no BEGIN and COMMIT round trips.
+
+    Each statement sees the latest committed data; a read request's few statements (key, thread, page)
+    need no common snapshot, since every page is addressed by keys that never change.
+    """
+    if is_sqlite(engine):
+        return engine.execution_options(**{READ_ONLY_OPTION: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -31,8 +31,9 @@ class Order(StrEnum):
 class PageRequest:
     limit: int = DEFAULT_LIMIT
     order: Order = Order.ASC
-    after: int | None = None
-    before: int | None = None
+    # Keys, or scalar subqueries that yield them (so a page can be one statement).
+    after: Any = None
+    before: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +47,23 @@ async def keyset_page(
     stmt: Select[Any],
     key: Any,
     page: PageRequest,
+    *,
+    rows: bool = False,
 ) -> Page[Any]:
-    """Run ``stmt`` narrowed to the page around the cursors, ``key`` being the column pages walk."""
+    """Run ``stmt`` narrowed to the page around the cursors, ``key`` being the column pages walk.
+
+    ``rows=True`` returns the result rows as they are (for Core selects of columns) instead of the
+    first column of each (ORM entities)."""
     if page.after is not None:
         stmt = stmt.where(key > page.after)
     if page.before is not None:
         stmt = stmt.where(key < page.before)
     ascending = page.after is not None or (page.before is None and page.order is Order.ASC)
     stmt = stmt.order_by(key.asc() if ascending else key.desc()).limit(page.limit + 1)
-    rows = list((await session.execute(stmt)).scalars().all())
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    want_ascending = page.order is Order.ASC
-    if ascending != want_ascending:
-        rows.reverse()
-    return Page(items=rows, has_more=has_more)
+    result = await session.execute(stmt)
+    items = list(result.all() if rows else result.scalars().all())
+    has_more = len(items) > page.limit
+    items = items[: page.limit]
+    if ascending != (page.order is Order.ASC):
+        items.reverse()
+    return Page(items=items, has_more=has_more)

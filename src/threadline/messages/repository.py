@@ -4,13 +4,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ScalarSelect, Select, select, update
 
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import Integration, Message, Thread, User
 from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role
+
+_COLUMNS = tuple(Message.__table__.c)
 
 
 class MessageRepository(WorkspaceRepository):
@@ -65,9 +67,28 @@ class MessageRepository(WorkspaceRepository):
         seq: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return seq
 
+    def thread_key_subquery(self, thread_uid: uuid.UUID) -> ScalarSelect[Any]:
+        return (
+            select(Thread.id)
+            .where(Thread.workspace_id == self.workspace_id, Thread.public_id == thread_uid)
+            .scalar_subquery()
+        )
+
+    def seq_subquery(self, thread_key: Any, message_uid: uuid.UUID) -> ScalarSelect[Any]:
+        """The seq of a message of this thread; NULL (so no row compares true) when there is none."""
+        return (
+            select(Message.seq)
+            .where(
+                Message.workspace_id == self.workspace_id,
+                Message.thread_id == thread_key,
+                Message.public_id == message_uid,
+            )
+            .scalar_subquery()
+        )
+
     async def page(
         self,
-        thread_id: int,
+        thread_id: int | ScalarSelect[Any],
         page: PageRequest,
         *,
         role: Role | None = None,
@@ -75,7 +96,10 @@ class MessageRepository(WorkspaceRepository):
         direction: Direction | None = None,
         status: MessageStatus | None = None,
     ) -> Page[Message]:
-        stmt: Select[Any] = self.scoped(Message).where(Message.thread_id == thread_id)
+        # Plain rows, not ORM objects: a page is read-only and this is the hottest read there is.
+        stmt: Select[Any] = select(*_COLUMNS).where(
+            Message.workspace_id == self.workspace_id, Message.thread_id == thread_id
+        )
         if role is not None:
             stmt = stmt.where(Message.role == role)
         if type is not None:
@@ -84,7 +108,7 @@ class MessageRepository(WorkspaceRepository):
             stmt = stmt.where(Message.direction == direction)
         if status is not None:
             stmt = stmt.where(Message.status == status)
-        return await keyset_page(self.session, stmt, Message.seq, page)
+        return await keyset_page(self.session, stmt, Message.seq, page, rows=True)
 
     async def user_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
         return await self.public_ids(User, ids)

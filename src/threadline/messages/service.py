@@ -178,15 +178,28 @@ async def list_messages(
     direction: Direction | None = None,
     status: MessageStatus | None = None,
 ) -> Page[Message]:
-    thread_key = await _thread_key(session, workspace_id, thread_id)
+    """One statement in the usual case: the thread and the cursors are resolved by subqueries inside the
+    page query. Only an empty page needs telling apart from a missing thread (404) or cursor (400)."""
     repo = MessageRepository(session, workspace_id)
-    page = PageRequest(
-        limit=limit,
-        order=order,
-        after=await _cursor(repo, thread_key, after, "after"),
-        before=await _cursor(repo, thread_key, before, "before"),
-    )
-    return await repo.page(thread_key, page, role=role, type=type, direction=direction, status=status)
+    thread_uid = parse_uuid(thread_id)
+    if thread_uid is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    thread_key = repo.thread_key_subquery(thread_uid)
+    cursors = {"after": after, "before": before}
+    keys = {}
+    for param, value in cursors.items():
+        if value is not None:
+            uid = parse_uuid(value)
+            if uid is None:
+                raise InvalidRequest(f"{param}: no message with id '{value}' in this thread", param=param)
+            keys[param] = repo.seq_subquery(thread_key, uid)
+    page = PageRequest(limit=limit, order=order, after=keys.get("after"), before=keys.get("before"))
+    result = await repo.page(thread_key, page, role=role, type=type, direction=direction, status=status)
+    if not result.items:
+        known_thread = await _thread_key(session, workspace_id, thread_id)
+        for param, value in cursors.items():
+            await _cursor(repo, known_thread, value, param)
+    return result
 
 
 async def _cursor(repo: MessageRepository, thread_key: int, public_id: str | None, param: str) -> int | None:

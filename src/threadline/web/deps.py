@@ -16,9 +16,14 @@ from threadline.models.enums import Scope
 from threadline.web.session import SessionHolder
 
 
-def get_session(request: Request) -> AsyncSession:
+def session_of(request: Request) -> AsyncSession:
     holder: SessionHolder = request.scope["state"]["db"]
     return holder.session
+
+
+async def get_session(request: Request) -> AsyncSession:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+    return session_of(request)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
@@ -31,7 +36,7 @@ async def resolve_principal(request: Request) -> Principal | None:
         cached: Principal | None = state["principal"]
         return cached
     key = extract_key(request.headers)
-    principal = await authenticate(get_session(request), key) if key else None
+    principal = await authenticate(session_of(request), key) if key else None
     state["principal"] = principal
     if principal is not None:
         request.app.state.last_used.touch(principal.api_key_id)

@@ -31,7 +31,7 @@ class ListQuery:
         )
 
 
-def list_query(
+async def list_query(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, 1 to 100.")] = DEFAULT_LIMIT,
     order: Annotated[Order, Query(description="Sorts the page; does not change what after/before mean.")] = Order.ASC,
     after: Annotated[
@@ -51,7 +51,12 @@ def list_envelope(page: Page[T], convert: Callable[[T], Any]) -> dict[str, Any]:
     data = [convert(item) for item in page.items]
     return {
         "data": data,
-        "first_id": data[0].id if data else None,
-        "last_id": data[-1].id if data else None,
+        "first_id": _id(data[0]) if data else None,
+        "last_id": _id(data[-1]) if data else None,
         "has_more": page.has_more,
     }
+
+
+def _id(item: Any) -> str:
+    value: str = item["id"] if isinstance(item, dict) else item.id
+    return value
