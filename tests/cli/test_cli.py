@@ -383,6 +383,12 @@ def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         assert ready.status_code == 200, ready.text
         r = httpx.get(f"{base}/v1/tags", headers={"Authorization": f"Bearer {secret}"}, timeout=5)
         assert r.status_code == 200, r.text
+        # The printed curl line works as pasted: it lists the demo thread's messages.
+        curl_url = re.search(r'curl -H "Authorization: Bearer \S+" (\S+)', printed)
+        assert curl_url is not None, printed
+        r = httpx.get(curl_url.group(1), headers={"Authorization": f"Bearer {secret}"}, timeout=5)
+        assert r.status_code == 200, r.text
+        assert [m["role"] for m in r.json()["data"]] == ["user"]
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0, stderr_path.read_text()

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from threadline.api_keys.service import create_key
 from threadline.config import Settings
 from threadline.db.engine import WRITE_OPTION
-from threadline.models import Agent, AgentVersion, EndUser
-from threadline.models.enums import AgentMode, AgentType, ChannelType, Scope
+from threadline.messages.service import NewMessage, append_message
+from threadline.models import Agent, AgentVersion, EndUser, Thread
+from threadline.models.enums import AgentMode, AgentType, ChannelType, Role, Scope
 from threadline.workspaces.service import any_workspace, create_workspace
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ class Bootstrapped:
     secret: str
     agent_id: str
     end_user_id: str
+    thread_id: str
 
 
 async def bootstrap_if_empty(
@@ -117,6 +119,15 @@ async def _seed(session: AsyncSession) -> Bootstrapped:
     end_user = EndUser(workspace_id=workspace.id, display_name="Demo user", channel=ChannelType.API)
     session.add(end_user)
     await session.flush()
+    thread = Thread(workspace_id=workspace.id, agent_id=agent.id, agent_version_id=version.id, end_user_id=end_user.id)
+    session.add(thread)
+    await session.flush()
+    await append_message(
+        session,
+        workspace_id=workspace.id,
+        thread_id=str(thread.public_id),
+        new=NewMessage(role=Role.USER, content="Hello! This is the demo user's first message."),
+    )
     return Bootstrapped(
         workspace_name=workspace.name,
         workspace_id=str(workspace.public_id),
@@ -124,6 +135,7 @@ async def _seed(session: AsyncSession) -> Bootstrapped:
         secret=secret,
         agent_id=str(agent.public_id),
         end_user_id=str(end_user.public_id),
+        thread_id=str(thread.public_id),
     )
 
 
@@ -152,7 +164,7 @@ def banner(created: Bootstrapped, settings: Settings) -> str:
         "",
         "  Try it:",
         "",
-        f'    curl -H "Authorization: Bearer {created.secret}" {url}/v1/threads',
+        f'    curl -H "Authorization: Bearer {created.secret}" {url}/v1/threads/{created.thread_id}/messages',
         "",
         f"  API docs: {url}/docs    More keys: threadline keys create --workspace "
         f"{created.workspace_name} --scopes read,write",
