@@ -2,13 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from threadline.kit.schemas import Timestamp
 from threadline.models import Thread
 from threadline.threads import service
 from threadline.threads.repository import ThreadRepository
-from threadline.threads.schemas import ThreadCreate, ThreadPage, ThreadRead, ThreadUpdate, thread_read
+from threadline.threads.schemas import (
+    ThreadCreate,
+    ThreadFilters,
+    ThreadPage,
+    ThreadRead,
+    ThreadUpdate,
+    thread_read,
+)
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 
@@ -27,11 +34,7 @@ async def create_thread(body: ThreadCreate, session: SessionDep, auth: WriteAuth
     return await _render_one(ThreadRepository(session, auth.workspace_id), thread)
 
 
-@router.get("", response_model=ThreadPage, summary="List threads")
-async def list_threads(
-    session: SessionDep,
-    auth: ReadAuth,
-    query: ListQueryDep,
+async def thread_filters(
     agent_id: IdFilter = None,
     end_user_id: IdFilter = None,
     active: bool | None = None,
@@ -41,21 +44,20 @@ async def list_threads(
     updated_since: Annotated[
         Timestamp | None, Query(description="Only threads updated at or after this time (RFC 3339, with offset).")
     ] = None,
+) -> ThreadFilters:
+    return ThreadFilters(agent_id, end_user_id, active, blocked, tag_id, assigned_user_id, updated_since)
+
+
+@router.get("", response_model=ThreadPage, summary="List threads")
+async def list_threads(
+    session: SessionDep,
+    auth: ReadAuth,
+    query: ListQueryDep,
+    filters: Annotated[ThreadFilters, Depends(thread_filters)],
 ) -> ThreadPage:
     repo = ThreadRepository(session, auth.workspace_id)
     page = await query.resolve(repo, Thread, label="thread")
-    result = await service.list_threads(
-        session,
-        workspace_id=auth.workspace_id,
-        page=page,
-        agent_id=agent_id,
-        end_user_id=end_user_id,
-        active=active,
-        blocked=blocked,
-        tag_id=tag_id,
-        assigned_user_id=assigned_user_id,
-        updated_since=updated_since,
-    )
+    result = await service.list_threads(session, workspace_id=auth.workspace_id, page=page, filters=filters)
     refs = await repo.references(result.items)
     return ThreadPage(**list_envelope(result, lambda t: thread_read(t, refs)))
 

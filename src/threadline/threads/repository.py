@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, exists, false, select, update
@@ -12,6 +11,7 @@ from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
 from threadline.models.thread import thread_assignees, thread_tags
+from threadline.threads.schemas import ThreadFilters
 
 
 class ThreadRepository(WorkspaceRepository):
@@ -40,46 +40,36 @@ class ThreadRepository(WorkspaceRepository):
         key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return key
 
-    async def page(
-        self,
-        page: PageRequest,
-        *,
-        agent_id: str | None = None,
-        end_user_id: str | None = None,
-        active: bool | None = None,
-        blocked: bool | None = None,
-        tag_id: str | None = None,
-        assigned_user_id: str | None = None,
-        updated_since: datetime | None = None,
-    ) -> Page[Thread]:
+    async def page(self, page: PageRequest, filters: ThreadFilters) -> Page[Thread]:
         stmt = self._with_labels()
+        f = filters
         # An id filter that names nothing here matches nothing (it never reveals other workspaces).
         for model, column, value in (
-            (Agent, Thread.agent_id, agent_id),
-            (EndUser, Thread.end_user_id, end_user_id),
+            (Agent, Thread.agent_id, f.agent_id),
+            (EndUser, Thread.end_user_id, f.end_user_id),
         ):
             if value is not None:
                 stmt = stmt.where(column == self._key_subquery(model, value))
-        if active is not None:
-            stmt = stmt.where(Thread.active == active)
-        if blocked is not None:
-            stmt = stmt.where(Thread.blocked == blocked)
-        if tag_id is not None:
+        if f.active is not None:
+            stmt = stmt.where(Thread.active == f.active)
+        if f.blocked is not None:
+            stmt = stmt.where(Thread.blocked == f.blocked)
+        if f.tag_id is not None:
             stmt = stmt.where(
                 exists().where(
                     thread_tags.c.thread_id == Thread.id,
-                    thread_tags.c.tag_id == self._key_subquery(Tag, tag_id),
+                    thread_tags.c.tag_id == self._key_subquery(Tag, f.tag_id),
                 )
             )
-        if assigned_user_id is not None:
+        if f.assigned_user_id is not None:
             stmt = stmt.where(
                 exists().where(
                     thread_assignees.c.thread_id == Thread.id,
-                    thread_assignees.c.user_id == self._key_subquery(User, assigned_user_id),
+                    thread_assignees.c.user_id == self._key_subquery(User, f.assigned_user_id),
                 )
             )
-        if updated_since is not None:
-            stmt = stmt.where(Thread.updated_at >= updated_since)
+        if f.updated_since is not None:
+            stmt = stmt.where(Thread.updated_at >= f.updated_since)
         return await keyset_page(self.session, stmt, Thread.id, page)
 
     def _key_subquery(self, model: Any, public_id: str) -> Any:

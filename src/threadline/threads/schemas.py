@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,19 @@ class ThreadUpdate(InputModel):
     metadata: Metadata | None = None
     tags: IdList | None = Field(default=None, description="Replaces the thread's tags (tag ids).")
     assigned_to: IdList | None = Field(default=None, description="Replaces the assigned users (user ids).")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadFilters:
+    """What GET /v1/threads narrows by; ids are public ids (one that names nothing matches nothing)."""
+
+    agent_id: str | None = None
+    end_user_id: str | None = None
+    active: bool | None = None
+    blocked: bool | None = None
+    tag_id: str | None = None
+    assigned_user_id: str | None = None
+    updated_since: datetime | None = None
 
 
 class ThreadTag(OutputModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import InvalidRequest
@@ -11,7 +9,7 @@ from threadline.kit.clock import utcnow
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
 from threadline.threads.repository import ThreadRepository
-from threadline.threads.schemas import ThreadCreate, ThreadUpdate
+from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate
 
 
 async def create_thread(session: AsyncSession, *, workspace_id: int, data: ThreadCreate) -> Thread:
@@ -54,28 +52,9 @@ async def get_thread(session: AsyncSession, *, workspace_id: int, thread_id: str
 
 
 async def list_threads(
-    session: AsyncSession,
-    *,
-    workspace_id: int,
-    page: PageRequest,
-    agent_id: str | None = None,
-    end_user_id: str | None = None,
-    active: bool | None = None,
-    blocked: bool | None = None,
-    tag_id: str | None = None,
-    assigned_user_id: str | None = None,
-    updated_since: datetime | None = None,
+    session: AsyncSession, *, workspace_id: int, page: PageRequest, filters: ThreadFilters
 ) -> Page[Thread]:
-    return await ThreadRepository(session, workspace_id).page(
-        page,
-        agent_id=agent_id,
-        end_user_id=end_user_id,
-        active=active,
-        blocked=blocked,
-        tag_id=tag_id,
-        assigned_user_id=assigned_user_id,
-        updated_since=updated_since,
-    )
+    return await ThreadRepository(session, workspace_id).page(page, filters)
 
 
 async def update_thread(session: AsyncSession, *, workspace_id: int, thread_id: str, data: ThreadUpdate) -> Thread:
