@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
         "THREADLINE_LOG_LEVEL": "warning",
         **env,
     }
+    # stderr to a file, never a pipe nobody reads (a full pipe would stall the server); shown on failure.
+    log_file = tempfile.NamedTemporaryFile(prefix="threadline-server-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -47,14 +50,15 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
         ],
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
     )
     base = f"http://127.0.0.1:{port}"
+    _LOGS[base] = log_file.name
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                raise RuntimeError(f"server exited: {_tail(log_file.name)}")
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
@@ -71,3 +75,18 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log_file.close()
+
+
+def server_log(base: str) -> str:
+    """The end of the log of the server behind ``base`` (for a failing test's message)."""
+    path = _LOGS.get(base)
+    return _tail(path) if path else ""
+
+
+_LOGS: dict[str, str] = {}
+
+
+def _tail(path: str, limit: int = 20_000) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()[-limit:]

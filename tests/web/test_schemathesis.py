@@ -21,7 +21,7 @@ from schemathesis.checks import (
 )
 from tests.conftest import make_tenant
 from tests.factories import create_agent, create_end_user, create_thread, post_message
-from tests.livesrv import live_server
+from tests.livesrv import live_server, server_log
 
 MAX_EXAMPLES = 20
 CHECKS = [
@@ -49,6 +49,9 @@ async def seeded(app: Any, sessionmaker: Any) -> dict[str, Any]:
         for i in range(5):
             message = await post_message(api, thread["id"], f"**m{i}**")
         key = (await api.post("/v1/api_keys", json={"scopes": ["read"]})).json()
+    # The test below is synchronous: this event loop stands still while it runs, so nothing of ours may
+    # be left half-done in it (a background last_used_at write would hold SQLite's write lock).
+    await app.state.last_used.drain()
     assert message is not None
     ids = {
         "agent_id": agent["id"],
@@ -92,4 +95,8 @@ def test_v1_refuses_bad_input_with_4xx_and_keeps_its_contract(
         for name in case.path_parameters:
             if name in seeded["ids"]:
                 case.path_parameters[name] = seeded["ids"][name]
-    case.call_and_validate(base_url=live_base, headers=seeded["headers"], checks=CHECKS)
+    try:
+        case.call_and_validate(base_url=live_base, headers=seeded["headers"], checks=CHECKS)
+    except Exception as exc:
+        exc.add_note(f"server log:\n{server_log(live_base)[-5000:]}")
+        raise

@@ -1,4 +1,5 @@
-"""Request id and the access log line: every log line of a request carries its ``request_id``."""
+"""The outermost layer of every request: its id (on every log line and on the response), the access log
+line, the request body size limit, and the 500 answer for anything nothing else caught."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 import uuid
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("threadline.access")
@@ -14,9 +16,21 @@ log = structlog.get_logger("threadline.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class BodyTooLarge(HTTPException):
+    """The request body passed the configured limit while being read.
+
+    An HTTPException, because FastAPI turns any other error raised while it reads a body into a 400;
+    this way a route renders it as 413 through the surface's handler, and a middleware's read (the
+    idempotency layer's) is answered below."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit))
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int = 1024 * 1024) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,26 +54,57 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        limit = self.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_error(scope, send_with_id, 413, "payload_too_large", _too_large(limit))
+            _log_request(scope, 413, began)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _send_error(scope, send_with_id, 413, "payload_too_large", _too_large(limit))
         except Exception as exc:
             # Answer here rather than in Starlette's outer error middleware, so the 500 carries the
             # request id and the surface's error format, and the traceback is logged once, with fields.
             if started:
                 raise
             log.exception("request.unhandled_error", error=type(exc).__name__)
-            await _send_internal_error(scope, send_with_id)
-        finally:
-            route = scope.get("route")
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                route=getattr(route, "path", None),
-                status=status,
-                duration_ms=round((time.perf_counter() - began) * 1000, 2),
+            await _send_error(
+                scope, send_with_id, 500, "internal_error", "internal server error; the request id is in the logs"
             )
+        finally:
+            _log_request(scope, status, began)
             structlog.contextvars.clear_contextvars()
+
+
+def _log_request(scope: Scope, status: int, began: float) -> None:
+    route = scope.get("route")
+    log.info(
+        "request",
+        method=scope["method"],
+        path=scope["path"],
+        route=getattr(route, "path", None),
+        status=status,
+        duration_ms=round((time.perf_counter() - began) * 1000, 2),
+    )
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -69,15 +114,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_internal_error(scope: Scope, send: Send) -> None:
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
     from starlette.requests import Request
 
     from threadline.web.errors import render
     from threadline.web.surfaces import ErrorInfo
 
-    response = render(
-        Request(scope),
-        ErrorInfo(500, "api_error", "internal_error", "internal server error; the request id is in the logs"),
-    )
-    await send({"type": "http.response.start", "status": 500, "headers": response.raw_headers})
+    type_ = "api_error" if status >= 500 else "invalid_request_error"
+    response = render(Request(scope), ErrorInfo(status, type_, code, message))
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
