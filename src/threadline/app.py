@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from threadline.auth.service import LastUsedRecorder
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
+from threadline.jobs.service import configure_defaults as configure_job_defaults
 from threadline.logging import configure_logging
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware, purge_periodically
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     engine = engine or create_engine(settings)
+    configure_job_defaults(max_attempts=settings.job_max_attempts)
     read_maker = create_sessionmaker(read_engine(engine))
     write_maker = create_sessionmaker(write_engine(engine))
 
@@ -55,11 +58,15 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 
             await bootstrap_if_empty(write_maker, settings)
         purger = asyncio.create_task(purge_periodically(write_maker, settings.idempotency_purge_interval_s))
-        log.info("app.started", database=engine.dialect.name)
+        worker, worker_task = _start_worker(settings, write_maker) if settings.run_workers else (None, None)
+        log.info("app.started", database=engine.dialect.name, workers=settings.run_workers)
         try:
             yield
         finally:
             purger.cancel()
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
             await app.state.last_used.drain()
             await engine.dispose()
             log.info("app.stopped")
@@ -87,8 +94,18 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.add_middleware(
         DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     return app
+
+
+def _start_worker(settings: Settings, write_maker: Any) -> tuple[Any, asyncio.Task[None]]:
+    """The embedded worker of ``threadline serve``: jobs run in the API's process."""
+    from threadline.jobs.registry import import_task_modules, parse_modules
+    from threadline.jobs.worker import Worker, WorkerOptions
+
+    import_task_modules(parse_modules(settings.task_modules))
+    worker = Worker(write_maker, WorkerOptions.from_settings(settings))
+    return worker, asyncio.create_task(worker.run(), name="threadline-worker")
 
 
 def _include_routers(app: FastAPI) -> None:

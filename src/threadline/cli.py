@@ -1,4 +1,4 @@
-"""The ``threadline`` command: serve, migrate, and manage workspaces and API keys.
+"""The ``threadline`` command: serve (or api + worker), migrate, jobs, and manage workspaces and API keys.
 
 Commands that only read or change rows refuse to run on a schema that is not at the latest
 migration (``serve`` and ``migrate`` are the ones that apply migrations). Failures a user can act on
@@ -169,19 +169,53 @@ def main() -> None:
     """threadline: a self-hostable conversation backend for AI agents."""
 
 
+def _http_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--host", help="Address to bind [env THREADLINE_HOST; default 127.0.0.1]."),
+            click.option("--port", type=int, help="Port to listen on [env THREADLINE_PORT; default 8000]."),
+            database_url_option,
+            click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations on start."),
+            click.option(
+                "--no-bootstrap", is_flag=True, help="Do not seed an empty database with a workspace and key."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option("--host", help="Address to bind [env THREADLINE_HOST; default 127.0.0.1].")
-@click.option("--port", type=int, help="Port to listen on [env THREADLINE_PORT; default 8000].")
-@database_url_option
-@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations on start.")
-@click.option("--no-bootstrap", is_flag=True, help="Do not seed an empty database with a workspace and key.")
-def serve(host: str | None, port: int | None, database_url: str | None, no_migrate: bool, no_bootstrap: bool) -> None:
-    """Run the API server (migrations applied on start unless --no-migrate)."""
+@_http_options
+@click.option("--no-workers", is_flag=True, help="Run the API only, like `threadline api`.")
+def serve(
+    host: str | None, port: int | None, database_url: str | None, no_migrate: bool, no_bootstrap: bool, no_workers: bool
+) -> None:
+    """Run the API server and job workers in one process (migrations applied on start unless --no-migrate)."""
+    _serve_http(host, port, database_url, no_migrate, no_bootstrap, run_workers=not no_workers)
+
+
+@main.command()
+@_http_options
+def api(host: str | None, port: int | None, database_url: str | None, no_migrate: bool, no_bootstrap: bool) -> None:
+    """Run the API server only; run jobs with `threadline worker` processes against the same database."""
+    _serve_http(host, port, database_url, no_migrate, no_bootstrap, run_workers=False)
+
+
+def _serve_http(
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    no_migrate: bool,
+    no_bootstrap: bool,
+    *,
+    run_workers: bool,
+) -> None:
     import uvicorn
 
     from threadline.app import create_app
 
-    overrides: dict[str, Any] = {"host": host, "port": port}
+    overrides: dict[str, Any] = {"host": host, "port": port, "run_workers": run_workers}
     if no_migrate:
         overrides["auto_migrate"] = False
     if no_bootstrap:
@@ -189,6 +223,8 @@ def serve(host: str | None, port: int | None, database_url: str | None, no_migra
     settings = _settings(database_url, **overrides)
     # Fail here, in one line, rather than in the app's start-up with a traceback.
     _run(lambda: _with_engine(settings, _check_reachable if settings.auto_migrate else _require_schema_at_head))
+    if run_workers:
+        _import_tasks(settings)
     app = create_app(settings)
     with _exit_zero_on_signals():
         uvicorn.run(
@@ -200,6 +236,45 @@ def serve(host: str | None, port: int | None, database_url: str | None, no_migra
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             server_header=False,
         )
+
+
+def _import_tasks(settings: Settings) -> None:
+    from threadline.jobs.registry import import_task_modules, parse_modules
+
+    try:
+        import_task_modules(parse_modules(settings.task_modules))
+    except ImportError as exc:
+        raise CliError(f"cannot import a task module ({settings.task_modules}): {exc}") from None
+
+
+@main.command()
+@database_url_option
+@click.option("--concurrency", type=int, help="Jobs run at once [env THREADLINE_WORKER_CONCURRENCY; default 4].")
+@click.option("--kind", "kinds", multiple=True, help="Only claim jobs of this kind (repeatable); default: all.")
+def worker(database_url: str | None, concurrency: int | None, kinds: tuple[str, ...]) -> None:
+    """Run a job worker (no HTTP). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
+    from threadline.db.engine import create_sessionmaker, write_engine
+    from threadline.jobs.service import configure_defaults
+    from threadline.jobs.worker import Worker, WorkerOptions
+
+    settings = _settings(database_url, worker_concurrency=concurrency)
+    if settings.worker_concurrency < 1:
+        raise CliError("--concurrency must be at least 1")
+    _import_tasks(settings)
+    configure_defaults(max_attempts=settings.job_max_attempts)
+
+    async def run(engine: AsyncEngine) -> None:
+        await _require_schema_at_head(engine)
+        job_worker = Worker(
+            create_sessionmaker(write_engine(engine)), WorkerOptions.from_settings(settings, kinds=kinds or None)
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, job_worker.stop)
+        click.echo(f"worker {job_worker.id} running on {_display_url(settings)}", err=True)
+        await job_worker.run()
+
+    _run(lambda: _with_engine(settings, run))
 
 
 async def _check_reachable(engine: AsyncEngine) -> None:
@@ -379,6 +454,75 @@ def keys_revoke(key_id: str, database_url: str | None) -> None:
 
     revoked_at = _with_data(settings, body, write=True)
     click.echo(f"revoked API key {key_id} (at {revoked_at})")
+
+
+@main.group()
+def jobs() -> None:
+    """Inspect, retry and purge background jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "dead"]), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@database_url_option
+def jobs_list(state: str | None, limit: int, database_url: str | None) -> None:
+    """List jobs, newest first."""
+    from threadline.jobs.service import list_jobs
+    from threadline.models.enums import JobState
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> list[list[str]]:
+        return [
+            [
+                str(j.public_id),
+                j.kind,
+                str(j.state),
+                f"{j.attempts}/{j.max_attempts}",
+                _fmt_time(j.run_at),
+                j.locked_by or "-",
+                ((j.last_error or "-").splitlines() or ["-"])[0][:60],
+            ]
+            for j in await list_jobs(session, state=JobState(state) if state else None, limit=limit)
+        ]
+
+    rows = _with_data(settings, body)
+    _table(["ID", "KIND", "STATE", "ATTEMPTS", "RUN_AT", "LOCKED_BY", "LAST_ERROR"], rows)
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+@database_url_option
+def jobs_retry(job_id: str, database_url: str | None) -> None:
+    """Queue dead job JOB_ID again with a fresh set of attempts."""
+    from threadline.jobs.service import retry_job
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> str:
+        job = await retry_job(session, job_id=job_id)
+        return str(job.public_id)
+
+    public_id = _with_data(settings, body, write=True)
+    click.echo(f"job {public_id} queued again")
+
+
+@jobs.command("purge")
+@click.option("--older-than-days", type=click.FloatRange(min=0), required=True, help="Finished more than N days ago.")
+@database_url_option
+def jobs_purge(older_than_days: float, database_url: str | None) -> None:
+    """Delete succeeded and dead jobs that finished more than N days ago."""
+    from datetime import timedelta
+
+    from threadline.jobs.service import purge_jobs
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> int:
+        return await purge_jobs(session, older_than=timedelta(days=older_than_days))
+
+    count = _with_data(settings, body, write=True)
+    click.echo(f"purged {count} finished job{'s' if count != 1 else ''}")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,29 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     sqlite_busy_timeout_ms: int = 10_000
+    max_request_bytes: int = Field(default=1024 * 1024, description="Larger request bodies get a 413.")
     idempotency_ttl_hours: int = 24
     idempotency_purge_interval_s: float = Field(default=3600, description="How often expired keys are deleted.")
     api_key_touch_interval_s: int = Field(
         default=60, description="last_used_at is written at most this often per key, to keep reads read-only."
+    )
+
+    run_workers: bool = Field(
+        default=False, description="Run job workers inside the API process (`threadline serve` turns this on)."
+    )
+    worker_concurrency: int = Field(default=4, ge=1, description="Jobs one worker process runs at a time.")
+    worker_poll_interval_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks for jobs.")
+    worker_shutdown_timeout_s: float = Field(
+        default=10, ge=0, description="On shutdown, how long running jobs may finish before they are released."
+    )
+    job_lease_s: float = Field(
+        default=60, gt=0, description="A claimed job's lease; renewed while it runs, taken again once it lapses."
+    )
+    job_max_attempts: int = Field(default=8, ge=1, description="Attempts before a job is dead (default per job).")
+    job_backoff_base_s: float = Field(default=5, ge=0, description="Retry delay before jitter: base * 2**(attempt-1).")
+    job_backoff_cap_s: float = Field(default=3600, ge=0, description="The longest retry delay.")
+    task_modules: str = Field(
+        default="", description="Comma-separated modules to import at worker start; they register job tasks."
     )
 
     @cached_property

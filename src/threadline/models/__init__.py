@@ -5,6 +5,7 @@ from threadline.models.api_key import ApiKey
 from threadline.models.end_user import EndUser
 from threadline.models.idempotency_key import IdempotencyKey
 from threadline.models.integration import Integration
+from threadline.models.job import Job
 from threadline.models.message import Message
 from threadline.models.tag import Tag
 from threadline.models.thread import Thread, thread_assignees, thread_tags
@@ -18,6 +19,7 @@ __all__ = [
     "EndUser",
     "IdempotencyKey",
     "Integration",
+    "Job",
     "Message",
     "Tag",
     "Thread",

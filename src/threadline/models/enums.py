@@ -90,3 +90,12 @@ class TagColor(StrEnum):
     PURPLE = "purple"
     ORANGE = "orange"
     YELLOW = "yellow"
+
+
+class JobState(StrEnum):
+    """queued (waiting, maybe for a retry) -> running (leased) -> succeeded, or dead after its last attempt."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"

@@ -1,0 +1,146 @@
+"""Enqueue jobs and manage them; services flush, the caller's transaction commits.
+
+A job enqueued here is a row in the caller's transaction: it exists exactly when the change that wants
+it commits, and a rollback drops it too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from threadline.errors import InvalidRequest, NotFound
+from threadline.jobs.repository import JobRepository
+from threadline.kit.clock import utcnow
+from threadline.models.enums import JobState
+from threadline.models.job import Job
+
+DEFAULT_MAX_ATTEMPTS = 8
+_defaults = {"max_attempts": DEFAULT_MAX_ATTEMPTS}
+_ENQUEUED = "threadline.jobs.enqueued"
+
+# Workers in this process, woken when a transaction that enqueued jobs commits.
+_wakeups: set[Callable[[], None]] = set()
+
+
+def configure_defaults(*, max_attempts: int) -> None:
+    """Set the process's default ``max_attempts`` (from settings, at start-up)."""
+    _defaults["max_attempts"] = max_attempts
+
+
+def add_wakeup(callback: Callable[[], None]) -> None:
+    _wakeups.add(callback)
+
+
+def remove_wakeup(callback: Callable[[], None]) -> None:
+    _wakeups.discard(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_workers_after_commit(session: Session) -> None:
+    if session.info.pop(_ENQUEUED, False):
+        for wake in list(_wakeups):
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_ENQUEUED, None)
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    workspace_id: int | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    dedupe_key: str | None = None,
+) -> Job:
+    """Add a job to the caller's transaction (flushed, not committed).
+
+    With ``dedupe_key``, a second job of the same kind and key is not added: the existing one is returned.
+    """
+    if not kind:
+        raise InvalidRequest("a job needs a kind", param="kind")
+    if run_at is not None and run_at.tzinfo is None:
+        raise InvalidRequest("run_at must be timezone-aware", param="run_at")
+    now = utcnow()
+    values: dict[str, Any] = {
+        "kind": kind,
+        "payload": payload or {},
+        "workspace_id": workspace_id,
+        "state": JobState.QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts if max_attempts is not None else _defaults["max_attempts"],
+        "run_at": run_at or now,
+        "dedupe_key": dedupe_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if values["max_attempts"] < 1:
+        raise InvalidRequest("max_attempts must be at least 1", param="max_attempts")
+    if dedupe_key is not None:
+        job = await JobRepository(session).insert_deduplicated({**values, "public_id": _new_public_id()})
+    else:
+        job = Job(**values)
+        session.add(job)
+        await session.flush()
+    session.info[_ENQUEUED] = True
+    return job
+
+
+def _new_public_id() -> uuid.UUID:
+    from threadline.kit.ids import uuid7
+
+    return uuid7()
+
+
+async def list_jobs(session: AsyncSession, *, state: JobState | None = None, limit: int = 100) -> list[Job]:
+    return await JobRepository(session).list(state=state, limit=limit)
+
+
+async def find_job(session: AsyncSession, *, job_id: str) -> Job | None:
+    """A job by its public id (UUID) or its integer id."""
+    repo = JobRepository(session)
+    if job_id.isdigit():
+        return await repo.find(int(job_id))
+    try:
+        uid = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    return await repo.find_public(uid)
+
+
+async def retry_job(session: AsyncSession, *, job_id: str) -> Job:
+    """Give a dead job a fresh set of attempts, due now."""
+    job = await find_job(session, job_id=job_id)
+    if job is None:
+        raise NotFound(f"no job with id '{job_id}'")
+    if job.state != JobState.DEAD:
+        raise InvalidRequest(f"job {job_id} is {job.state}, not dead: only dead jobs can be retried")
+    now = utcnow()
+    job.state = JobState.QUEUED
+    job.attempts = 0
+    job.run_at = now
+    job.finished_at = None
+    job.updated_at = now
+    await session.flush()
+    session.info[_ENQUEUED] = True
+    return job
+
+
+async def purge_jobs(session: AsyncSession, *, older_than: timedelta) -> int:
+    """Delete succeeded and dead jobs that finished more than ``older_than`` ago."""
+    return await JobRepository(session).purge_finished(before=utcnow() - older_than)
+
+
+async def count_jobs(session: AsyncSession) -> dict[JobState, int]:
+    return await JobRepository(session).count_by_state()

@@ -1,0 +1,260 @@
+"""The worker: claims due jobs, runs each in its own transaction, renews leases, shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import socket
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from threadline.config import Settings
+from threadline.jobs import service
+from threadline.jobs.backoff import backoff_delay
+from threadline.jobs.registry import JobContext, TaskRegistry, registry
+from threadline.jobs.repository import JobRepository
+from threadline.kit.clock import utcnow
+from threadline.models.job import Job
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the job (our lease lapsed); this attempt's effects are rolled back."""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 4
+    lease_s: float = 60
+    poll_interval_s: float = 1.0
+    shutdown_timeout_s: float = 10
+    backoff_base_s: float = 5
+    backoff_cap_s: float = 3600
+    # Only these kinds (a dedicated pool); None takes every kind, and one without a handler goes dead.
+    kinds: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
+        values: dict[str, Any] = {
+            "concurrency": settings.worker_concurrency,
+            "lease_s": settings.job_lease_s,
+            "poll_interval_s": settings.worker_poll_interval_s,
+            "shutdown_timeout_s": settings.worker_shutdown_timeout_s,
+            "backoff_base_s": settings.job_backoff_base_s,
+            "backoff_cap_s": settings.job_backoff_cap_s,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class Worker:
+    """Runs up to ``concurrency`` jobs at once, each as an asyncio task.
+
+    ``sessionmaker`` must be a write sessionmaker (on SQLite its transactions BEGIN IMMEDIATE, which
+    makes a claim atomic).
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        options: WorkerOptions | None = None,
+        *,
+        tasks: TaskRegistry | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.options = options or WorkerOptions()
+        self.tasks = tasks or registry
+        self.id = worker_id or new_worker_id()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self.stats = {"succeeded": 0, "failed": 0, "released": 0}
+
+    # ------------------------------------------------------------------------------------ control
+
+    def wake(self) -> None:
+        """Look for jobs now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` then lets running jobs finish (up to the timeout) and releases the rest."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def running_job_ids(self) -> list[int]:
+        return list(self._running)
+
+    # ------------------------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        log.info("worker.started", worker_id=self.id, concurrency=self.options.concurrency, kinds=self.tasks.kinds())
+        service.add_wakeup(self.wake)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._claim_loop()
+        finally:
+            service.remove_wakeup(self.wake)
+            await self._drain()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            log.info("worker.stopped", worker_id=self.id, **self.stats)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self.options.concurrency - len(self._running)
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database restarting must not end the worker
+                    log.warning("worker.claim_failed", worker_id=self.id, error=repr(exc))
+            if claimed and claimed == free:
+                continue  # there may be more due: claim again as soon as a slot frees
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up, a finished job (a free slot) or the poll interval, whichever comes first."""
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+        if len(self._running) >= self.options.concurrency:
+            waiters |= set(self._running.values())
+        try:
+            await asyncio.wait(waiters, timeout=self.options.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                if w not in self._running.values():
+                    w.cancel()
+
+    async def _claim(self, limit: int) -> int:
+        async with self.sessionmaker() as session, session.begin():
+            jobs = await JobRepository(session).claim(
+                worker_id=self.id, limit=limit, now=utcnow(), lease_s=self.options.lease_s, kinds=self.options.kinds
+            )
+        for job in jobs:
+            task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+            self._running[job.id] = task
+            task.add_done_callback(functools.partial(self._forget, job.id))
+        return len(jobs)
+
+    def _forget(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+
+    # ------------------------------------------------------------------------------------ one job
+
+    async def _execute(self, job: Job) -> None:
+        handler = self.tasks.get(job.kind)
+        bound = log.bind(worker_id=self.id, job_id=job.id, kind=job.kind, attempt=job.attempts)
+        if handler is None:
+            await self._record(
+                lambda repo: repo.bury(
+                    job_id=job.id,
+                    worker_id=self.id,
+                    error=f"no handler registered for job kind '{job.kind}'",
+                    now=utcnow(),
+                )
+            )
+            bound.error("job.dead", reason="unknown kind")
+            return
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                ctx = JobContext(
+                    session=session,
+                    job_id=job.id,
+                    public_id=job.public_id,
+                    kind=job.kind,
+                    attempt=job.attempts,
+                    max_attempts=job.max_attempts,
+                    workspace_id=job.workspace_id,
+                    worker_id=self.id,
+                    enqueued_at=job.created_at,
+                )
+                await handler(ctx, dict(job.payload or {}))
+                # Success commits with the handler's effects, or neither does.
+                if not await JobRepository(session).complete(job_id=job.id, worker_id=self.id, now=utcnow()):
+                    raise LeaseLost(f"job {job.id} was taken by another worker")
+        except asyncio.CancelledError:
+            raise  # shutdown: the transaction rolled back; _drain releases the job
+        except LeaseLost:
+            bound.warning("job.lease_lost")
+            return
+        except Exception as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            detail = traceback.format_exc(limit=20)
+            delay = backoff_delay(job.attempts, base_s=self.options.backoff_base_s, cap_s=self.options.backoff_cap_s)
+            now = utcnow()
+            state = await self._record(
+                lambda repo: repo.fail(
+                    job_id=job.id,
+                    worker_id=self.id,
+                    error=f"{error}\n\n{detail}",
+                    now=now,
+                    retry_at=now + timedelta(seconds=delay),
+                )
+            )
+            self.stats["failed"] += 1
+            bound.warning("job.failed", error=error, state=str(state) if state else None, retry_in_s=round(delay, 3))
+            return
+        self.stats["succeeded"] += 1
+        bound.debug("job.succeeded")
+
+    async def _record(self, change: Callable[[JobRepository], Awaitable[Any]]) -> Any:
+        """Write a job's outcome in a transaction of its own; a lapse here leaves the lease to expire."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                return await change(JobRepository(session))
+        except Exception as exc:
+            log.error("job.record_failed", worker_id=self.id, error=repr(exc))
+            return None
+
+    # ------------------------------------------------------------------------------------ leases
+
+    async def _heartbeat(self) -> None:
+        interval = max(self.options.lease_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            ids = self.running_job_ids
+            if not ids:
+                continue
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    await JobRepository(session).renew(
+                        job_ids=ids, worker_id=self.id, now=utcnow(), lease_s=self.options.lease_s
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("worker.heartbeat_failed", worker_id=self.id, error=repr(exc))
+
+    async def _drain(self) -> None:
+        """Let running jobs finish up to the shutdown timeout; cancel and release the others."""
+        tasks = list(self._running.values())
+        if tasks:
+            log.info("worker.draining", worker_id=self.id, running=len(tasks))
+            await asyncio.wait(tasks, timeout=self.options.shutdown_timeout_s)
+        unfinished = {job_id: t for job_id, t in self._running.items() if not t.done()}
+        for t in unfinished.values():
+            t.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished.values(), return_exceptions=True)
+            released = await self._record(
+                lambda repo: repo.release(job_ids=list(unfinished), worker_id=self.id, now=utcnow())
+            )
+            self.stats["released"] += int(released or 0)
+            log.info("worker.released", worker_id=self.id, jobs=len(unfinished))
