@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threadline import __version__
@@ -18,6 +18,7 @@ from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
 from threadline.jobs.service import configure_defaults as configure_job_defaults
 from threadline.logging import configure_logging
+from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodically
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware, purge_periodically
 from threadline.web.openapi import ERROR_RESPONSES
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     configure_job_defaults(max_attempts=settings.job_max_attempts)
     read_maker = create_sessionmaker(read_engine(engine))
     write_maker = create_sessionmaker(write_engine(engine))
+    metrics = Metrics()  # a registry of this app's own, never prometheus-client's global one
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,12 +60,19 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 
             await bootstrap_if_empty(write_maker, settings)
         purger = asyncio.create_task(purge_periodically(write_maker, settings.idempotency_purge_interval_s))
-        worker, worker_task = _start_worker(settings, write_maker) if settings.run_workers else (None, None)
+        refresher = (
+            asyncio.create_task(refresh_periodically(metrics, read_maker, settings.metrics_refresh_interval_s))
+            if settings.metrics_enabled
+            else None
+        )
+        worker, worker_task = _start_worker(settings, write_maker, metrics) if settings.run_workers else (None, None)
         log.info("app.started", database=engine.dialect.name, workers=settings.run_workers)
         try:
             yield
         finally:
             purger.cancel()
+            if refresher is not None:
+                refresher.cancel()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -86,25 +95,45 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.read_sessionmaker = read_maker
     app.state.surfaces = SurfaceRegistry([("/v1", render_native)])
     app.state.last_used = LastUsedRecorder(write_maker, settings.api_key_touch_interval_s)
+    app.state.metrics = metrics
 
     install_error_handlers(app)
     _include_routers(app)
+    if settings.metrics_enabled:
+        _add_metrics_endpoint(app, metrics)
 
     app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
     app.add_middleware(
         DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        metrics=metrics if settings.metrics_enabled else None,
+        unmetered_paths=frozenset({METRICS_PATH}),
+    )
     return app
 
 
-def _start_worker(settings: Settings, write_maker: Any) -> tuple[Any, asyncio.Task[None]]:
+METRICS_PATH = "/metrics"
+
+
+def _add_metrics_endpoint(app: FastAPI, metrics: Metrics) -> None:
+    """``GET /metrics``: the Prometheus text format; no auth (bind or firewall it, or turn it off)."""
+
+    async def prometheus_metrics() -> Response:
+        return Response(content=metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route(METRICS_PATH, prometheus_metrics, methods=["GET"], include_in_schema=False)
+
+
+def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tuple[Any, asyncio.Task[None]]:
     """The embedded worker of ``threadline serve``: jobs run in the API's process."""
     from threadline.jobs.registry import import_task_modules, parse_modules
     from threadline.jobs.worker import Worker, WorkerOptions
 
     import_task_modules(parse_modules(settings.task_modules))
-    worker = Worker(write_maker, WorkerOptions.from_settings(settings))
+    worker = Worker(write_maker, WorkerOptions.from_settings(settings), metrics=metrics)
     return worker, asyncio.create_task(worker.run(), name="threadline-worker")
 
 

@@ -251,11 +251,24 @@ def _import_tasks(settings: Settings) -> None:
 @database_url_option
 @click.option("--concurrency", type=int, help="Jobs run at once [env THREADLINE_WORKER_CONCURRENCY; default 4].")
 @click.option("--kind", "kinds", multiple=True, help="Only claim jobs of this kind (repeatable); default: all.")
-def worker(database_url: str | None, concurrency: int | None, kinds: tuple[str, ...]) -> None:
-    """Run a job worker (no HTTP). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics (job outcomes, durations, queue depth) on this port; default: off.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics server binds.")
+def worker(
+    database_url: str | None,
+    concurrency: int | None,
+    kinds: tuple[str, ...],
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
+    """Run a job worker (no HTTP API). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
     from threadline.db.engine import create_sessionmaker, write_engine
     from threadline.jobs.service import configure_defaults
     from threadline.jobs.worker import Worker, WorkerOptions
+    from threadline.metrics import Metrics, refresh_periodically
 
     settings = _settings(database_url, worker_concurrency=concurrency)
     if settings.worker_concurrency < 1:
@@ -265,16 +278,40 @@ def worker(database_url: str | None, concurrency: int | None, kinds: tuple[str, 
 
     async def run(engine: AsyncEngine) -> None:
         await _require_schema_at_head(engine)
-        job_worker = Worker(
-            create_sessionmaker(write_engine(engine)), WorkerOptions.from_settings(settings, kinds=kinds or None)
-        )
+        maker = create_sessionmaker(write_engine(engine))
+        metrics = Metrics() if metrics_port is not None else None
+        job_worker = Worker(maker, WorkerOptions.from_settings(settings, kinds=kinds or None), metrics=metrics)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, job_worker.stop)
+        server, refresher = None, None
+        if metrics is not None and metrics_port is not None:
+            server = _start_metrics_server(metrics, metrics_host, metrics_port)
+            refresher = asyncio.create_task(refresh_periodically(metrics, maker, settings.metrics_refresh_interval_s))
+            click.echo(f"metrics on http://{metrics_host}:{server.server_port}/metrics", err=True)
         click.echo(f"worker {job_worker.id} running on {_display_url(settings)}", err=True)
-        await job_worker.run()
+        try:
+            await job_worker.run()
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+                await asyncio.gather(refresher, return_exceptions=True)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
     _run(lambda: _with_engine(settings, run))
+
+
+def _start_metrics_server(metrics: Any, host: str, port: int) -> Any:
+    """prometheus-client's HTTP server (a daemon thread) for this process's registry."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    return server
 
 
 async def _check_reachable(engine: AsyncEngine) -> None:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     api_key_touch_interval_s: int = Field(
         default=60, description="last_used_at is written at most this often per key, to keep reads read-only."
     )
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics (no auth).")
+    metrics_refresh_interval_s: float = Field(
+        default=5, gt=0, description="How often the job queue depth for /metrics is counted in the database."
+    )
 
     run_workers: bool = Field(
         default=False, description="Run job workers inside the API process (`threadline serve` turns this on)."

@@ -7,11 +7,12 @@ import functools
 import os
 import secrets
 import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +23,11 @@ from threadline.jobs.backoff import backoff_delay
 from threadline.jobs.registry import JobContext, TaskRegistry, registry
 from threadline.jobs.repository import JobRepository
 from threadline.kit.clock import utcnow
+from threadline.models.enums import JobState
 from threadline.models.job import Job
+
+if TYPE_CHECKING:
+    from threadline.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +79,10 @@ class Worker:
         *,
         tasks: TaskRegistry | None = None,
         worker_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.metrics = metrics
         self.options = options or WorkerOptions()
         self.tasks = tasks or registry
         self.id = worker_id or new_worker_id()
@@ -159,10 +166,11 @@ class Worker:
     # ------------------------------------------------------------------------------------ one job
 
     async def _execute(self, job: Job) -> None:
+        began = time.perf_counter()
         handler = self.tasks.get(job.kind)
         bound = log.bind(worker_id=self.id, job_id=job.id, kind=job.kind, attempt=job.attempts)
         if handler is None:
-            await self._record(
+            buried = await self._record(
                 lambda repo: repo.bury(
                     job_id=job.id,
                     worker_id=self.id,
@@ -171,6 +179,8 @@ class Worker:
                 )
             )
             bound.error("job.dead", reason="unknown kind")
+            if buried:
+                self._observe(job, "dead", began)
             return
         try:
             async with self.sessionmaker() as session, session.begin():
@@ -210,9 +220,16 @@ class Worker:
             )
             self.stats["failed"] += 1
             bound.warning("job.failed", error=error, state=str(state) if state else None, retry_in_s=round(delay, 3))
+            if state is not None:  # None: the outcome was not recorded (lease lost, database away)
+                self._observe(job, "dead" if state == JobState.DEAD else "retry", began)
             return
         self.stats["succeeded"] += 1
+        self._observe(job, "succeeded", began)
         bound.debug("job.succeeded")
+
+    def _observe(self, job: Job, outcome: str, began: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_job(job.kind, outcome, time.perf_counter() - began)
 
     async def _record(self, change: Callable[[JobRepository], Awaitable[Any]]) -> Any:
         """Write a job's outcome in a transaction of its own; a lapse here leaves the lease to expire."""

@@ -6,10 +6,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from threadline.web.route_template import route_template
+
+if TYPE_CHECKING:
+    from threadline.metrics import Metrics
 
 log = structlog.get_logger("threadline.access")
 
@@ -28,9 +34,18 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = 1024 * 1024,
+        metrics: Metrics | None = None,
+        unmetered_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        # Paths left out of the request metrics (the /metrics endpoint itself).
+        self.unmetered_paths = unmetered_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +73,7 @@ class RequestContextMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_error(scope, send_with_id, 413, "payload_too_large", _too_large(limit))
-            _log_request(scope, 413, began)
+            self._finished(scope, 413, began)
             return
         received = 0
 
@@ -87,20 +102,23 @@ class RequestContextMiddleware:
                 scope, send_with_id, 500, "internal_error", "internal server error; the request id is in the logs"
             )
         finally:
-            _log_request(scope, status, began)
+            self._finished(scope, status, began)
             structlog.contextvars.clear_contextvars()
 
-
-def _log_request(scope: Scope, status: int, began: float) -> None:
-    route = scope.get("route")
-    log.info(
-        "request",
-        method=scope["method"],
-        path=scope["path"],
-        route=getattr(route, "path", None),
-        status=status,
-        duration_ms=round((time.perf_counter() - began) * 1000, 2),
-    )
+    def _finished(self, scope: Scope, status: int, began: float) -> None:
+        """The access log line and the request metrics (labelled by route template, never the raw path)."""
+        duration_s = time.perf_counter() - began
+        route = route_template(scope)
+        log.info(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            route=route,
+            status=status,
+            duration_ms=round(duration_s * 1000, 2),
+        )
+        if self.metrics is not None and scope["path"] not in self.unmetered_paths:
+            self.metrics.observe_request(scope["method"], route, status, duration_s)
 
 
 def _too_large(limit: int) -> str:
