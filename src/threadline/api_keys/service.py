@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.auth.keys import display_prefix, generate_key, hash_key
 from threadline.kit.clock import utcnow
+from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import ApiKey
@@ -59,8 +60,6 @@ async def revoke_key(session: AsyncSession, *, workspace_id: int, key_id: str) -
 
 async def revoke_key_by_public_id(session: AsyncSession, *, key_id: str) -> ApiKey | None:
     """For the CLI, which acts for the operator of the installation, across workspaces."""
-    from threadline.kit.ids import parse_uuid
-
     uid = parse_uuid(key_id)
     if uid is None:
         return None

@@ -15,7 +15,7 @@ class IntegrationRepository(WorkspaceRepository):
         return await self.get(Integration, integration_id, label="integration")
 
     async def get_agent(self, agent_id: str, *, param: str) -> Agent:
-        return await self.get_ref(Agent, agent_id, label="agent", param=param)
+        return await self.get(Agent, agent_id, label="agent", param=param)
 
     async def agent_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
         """{agent row id: public id} for the agents a page of integrations points at, in one query."""

@@ -32,15 +32,12 @@ class WorkspaceRepository:
         return row
 
     async def get(self, model: type[M], public_id: str | uuid.UUID, *, label: str, param: str | None = None) -> M:
-        """The row, or NotFound (404) that reads the same for "absent" and "another workspace's"."""
+        """The row, or NotFound (404) that reads the same for "absent" and "another workspace's";
+        ``param`` names the request field that referred to it, when one did."""
         row = await self.find(model, public_id)
         if row is None:
             raise NotFound(f"no {label} with id '{public_id}'", param=param)
         return row
-
-    async def get_ref(self, model: type[M], public_id: str | uuid.UUID, *, label: str, param: str) -> M:
-        """A row named in a request body: absent is a 404 naming the field (the client sent a bad reference)."""
-        return await self.get(model, public_id, label=label, param=param)
 
     async def cursor_key(self, model: Any, public_id: str | None, *, param: str, label: str) -> int | None:
         """The integer key behind an ``after``/``before`` id; an unknown id is a 400 that says so."""

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.kit.ids import parse_uuid
 from threadline.messages import service
 from threadline.messages.rendering import OutputMode, render_content
 from threadline.messages.repository import MessageRepository
@@ -99,8 +100,6 @@ async def _render_one(
 
 
 def _canonical(thread_id: str) -> str:
-    from threadline.kit.ids import parse_uuid
-
     uid = parse_uuid(thread_id)
     return str(uid) if uid is not None else thread_id
 

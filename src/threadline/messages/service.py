@@ -124,7 +124,7 @@ async def create_message(session: AsyncSession, *, workspace_id: int, thread_id:
     repo = MessageRepository(session, workspace_id)
     user_id = None
     if data.user_id is not None:
-        user_id = (await repo.get_ref(User, data.user_id, label="user", param="user_id")).id
+        user_id = (await repo.get(User, data.user_id, label="user", param="user_id")).id
     in_response_to_id = None
     if data.in_response_to is not None:
         thread_key = await ThreadRepository(session, workspace_id).thread_key(thread_id)

@@ -14,19 +14,17 @@ from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate
 
 async def create_thread(session: AsyncSession, *, workspace_id: int, data: ThreadCreate) -> Thread:
     repo = ThreadRepository(session, workspace_id)
-    agent = await repo.get_ref(Agent, data.agent_id, label="agent", param="agent_id")
-    end_user = await repo.get_ref(EndUser, data.end_user_id, label="end user", param="end_user_id")
+    agent = await repo.get(Agent, data.agent_id, label="agent", param="agent_id")
+    end_user = await repo.get(EndUser, data.end_user_id, label="end user", param="end_user_id")
     version_id = agent.current_version_id
     if data.agent_version_id is not None:
-        version = await repo.get_ref(
-            AgentVersion, data.agent_version_id, label="agent version", param="agent_version_id"
-        )
+        version = await repo.get(AgentVersion, data.agent_version_id, label="agent version", param="agent_version_id")
         if version.agent_id != agent.id:
             raise InvalidRequest("agent_version_id is a version of another agent", param="agent_version_id")
         version_id = version.id
     integration_id = None
     if data.integration_id is not None:
-        integration = await repo.get_ref(Integration, data.integration_id, label="integration", param="integration_id")
+        integration = await repo.get(Integration, data.integration_id, label="integration", param="integration_id")
         integration_id = integration.id
     thread = Thread(
         workspace_id=workspace_id,

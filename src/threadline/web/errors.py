@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope, Send
 
 from threadline.errors import ThreadlineError
 from threadline.web.surfaces import ErrorInfo, SurfaceRegistry
@@ -37,6 +38,13 @@ def _registry(request: Request) -> SurfaceRegistry:
 
 def render(request: Request, err: ErrorInfo) -> Response:
     return _registry(request).renderer_for(request.url.path)(err)
+
+
+async def send_error(scope: Scope, send: Send, err: ErrorInfo) -> None:
+    """Answer from a pure-ASGI middleware (outside FastAPI's handlers) in the surface's format."""
+    response = render(Request(scope), err)
+    await send({"type": "http.response.start", "status": err.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _loc_to_param(loc: Any) -> str:

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadline.kit.clock import utcnow
 from threadline.models import IdempotencyKey
 from threadline.web.deps import resolve_principal
-from threadline.web.errors import render
+from threadline.web.errors import send_error
 from threadline.web.session import SessionHolder
 from threadline.web.surfaces import ErrorInfo
 
@@ -32,17 +32,16 @@ _REPLAYED_HEADERS = (b"content-type", b"location")
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, ttl_hours: int, prefixes: tuple[str, ...] = ("/",)) -> None:
+    def __init__(self, app: ASGIApp, ttl_hours: int) -> None:
         self.app = app
         self.ttl = timedelta(hours=ttl_hours)
-        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         raw_key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
-        if raw_key is None or not scope["path"].startswith(self.prefixes):
+        if raw_key is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -149,9 +148,7 @@ async def _replay_or_reject(scope: Scope, send: Send, row: IdempotencyKey, finge
 
 
 async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-    response = render(Request(scope), ErrorInfo(status, "invalid_request_error", code, message, "Idempotency-Key"))
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send_error(scope, send, ErrorInfo(status, "invalid_request_error", code, message, "Idempotency-Key"))
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:

@@ -12,7 +12,9 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from threadline.web.errors import send_error
 from threadline.web.route_template import route_template
+from threadline.web.surfaces import ErrorInfo
 
 if TYPE_CHECKING:
     from threadline.metrics import Metrics
@@ -133,12 +135,5 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-    from starlette.requests import Request
-
-    from threadline.web.errors import render
-    from threadline.web.surfaces import ErrorInfo
-
     type_ = "api_error" if status >= 500 else "invalid_request_error"
-    response = render(Request(scope), ErrorInfo(status, type_, code, message))
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send_error(scope, send, ErrorInfo(status, type_, code, message))

@@ -8,12 +8,14 @@ BEGIN IMMEDIATE (see db.engine) so concurrent writers queue instead of failing.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from threadline.web.errors import send_error
+from threadline.web.surfaces import ErrorInfo
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +98,7 @@ class DatabaseSessionMiddleware:
                     except (IntegrityError, DBAPIError) as exc:
                         await holder.rollback()
                         log.warning("request.commit_failed", error=type(exc).__name__)
-                        await _send_commit_failure(scope, send)
+                        await send_error(scope, send, _COMMIT_FAILED)
                         raise _CommitFailed from None
                 else:
                     await holder.rollback()
@@ -113,26 +115,13 @@ class DatabaseSessionMiddleware:
             await holder.close()
 
 
+_COMMIT_FAILED = ErrorInfo(
+    409,
+    "conflict_error",
+    "write_conflict",
+    "the change conflicted with a concurrent one and was not saved; retry the request",
+)
+
+
 class _CommitFailed(Exception):
     """The handler succeeded but its transaction could not commit; a 409 has already been sent."""
-
-
-async def _send_commit_failure(scope: Scope, send: Send) -> None:
-    from starlette.requests import Request
-
-    from threadline.web.errors import render
-    from threadline.web.surfaces import ErrorInfo
-
-    request = Request(scope)
-    response = render(
-        request,
-        ErrorInfo(
-            409,
-            "conflict_error",
-            "write_conflict",
-            "the change conflicted with a concurrent one and was not saved; retry the request",
-        ),
-    )
-    body: Any = response.body
-    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": body})
