@@ -47,6 +47,9 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
             str(port),
             "--log-level",
             "warning",
+            # Open event streams would hold a graceful shutdown forever (``threadline serve`` ends them).
+            "--timeout-graceful-shutdown",
+            "3",
         ],
         env=environment,
         stdout=subprocess.DEVNULL,

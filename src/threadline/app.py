@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -16,11 +17,13 @@ from threadline.auth.service import LastUsedRecorder
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
+from threadline.events.hub import EventHub
 from threadline.jobs.service import configure_defaults as configure_job_defaults
+from threadline.kit.clock import utcnow
 from threadline.logging import configure_logging
 from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodically
 from threadline.web.errors import install_error_handlers
-from threadline.web.idempotency import IdempotencyMiddleware, purge_periodically
+from threadline.web.idempotency import IdempotencyMiddleware, purge_expired
 from threadline.web.openapi import ERROR_RESPONSES
 from threadline.web.request_context import RequestContextMiddleware
 from threadline.web.session import DatabaseSessionMiddleware
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     read_maker = create_sessionmaker(read_engine(engine))
     write_maker = create_sessionmaker(write_engine(engine))
     metrics = Metrics()  # a registry of this app's own, never prometheus-client's global one
+    events_hub = EventHub(postgres_dsn=_listen_dsn(engine))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +63,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             from threadline.workspaces.bootstrap import bootstrap_if_empty
 
             await bootstrap_if_empty(write_maker, settings)
-        purger = asyncio.create_task(purge_periodically(write_maker, settings.idempotency_purge_interval_s))
+        purger = asyncio.create_task(_housekeeping(write_maker, settings))
         refresher = (
             asyncio.create_task(refresh_periodically(metrics, read_maker, settings.metrics_refresh_interval_s))
             if settings.metrics_enabled
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 worker.stop()
                 await worker_task
             await app.state.last_used.drain()
+            await events_hub.close()
             await engine.dispose()
             log.info("app.stopped")
 
@@ -96,6 +101,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.surfaces = SurfaceRegistry([("/v1", render_native)])
     app.state.last_used = LastUsedRecorder(write_maker, settings.api_key_touch_interval_s)
     app.state.metrics = metrics
+    app.state.events = events_hub
 
     install_error_handlers(app)
     _include_routers(app)
@@ -127,6 +133,36 @@ def _add_metrics_endpoint(app: FastAPI, metrics: Metrics) -> None:
     app.add_api_route(METRICS_PATH, prometheus_metrics, methods=["GET"], include_in_schema=False)
 
 
+def _listen_dsn(engine: AsyncEngine) -> str | None:
+    """The plain libpq URL the event listener connects with (PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _housekeeping(write_maker: Any, settings: Settings) -> None:
+    """Delete expired idempotency keys and events past their retention, every purge interval."""
+    while True:
+        for name, purge in (
+            ("idempotency_keys", lambda: purge_expired(write_maker)),
+            ("events", lambda: _purge_events(write_maker, settings.event_retention_days)),
+        ):
+            try:
+                purged = await purge()
+                if purged:
+                    log.info("housekeeping.purged", table=name, count=purged)
+            except Exception as exc:  # a housekeeping miss is retried next round
+                log.warning("housekeeping.purge_failed", table=name, error=type(exc).__name__)
+        await asyncio.sleep(settings.idempotency_purge_interval_s)
+
+
+async def _purge_events(write_maker: Any, retention_days: float) -> int:
+    from threadline.events.repository import purge_events
+
+    async with write_maker() as session, session.begin():
+        return await purge_events(session, before=utcnow() - timedelta(days=retention_days))
+
+
 def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tuple[Any, asyncio.Task[None]]:
     """The embedded worker of ``threadline serve``: jobs run in the API's process."""
     from threadline.jobs.registry import import_task_modules, parse_modules
@@ -141,6 +177,7 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.agents.endpoints import router as agents
     from threadline.api_keys.endpoints import router as api_keys
     from threadline.end_users.endpoints import router as end_users
+    from threadline.events.endpoints import router as events
     from threadline.health.endpoints import router as health
     from threadline.integrations.endpoints import router as integrations
     from threadline.messages.endpoints import router as messages
@@ -149,5 +186,5 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.users.endpoints import router as users
 
     app.include_router(health)
-    for router in (agents, end_users, integrations, users, tags, threads, messages, api_keys):
+    for router in (agents, end_users, integrations, users, tags, threads, messages, events, api_keys):
         app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)

@@ -226,16 +226,25 @@ def _serve_http(
     if run_workers:
         _import_tasks(settings)
     app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the logging set up above (stderr; structlog for our own lines)
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Event streams never finish on their own; end them so the graceful shutdown can complete
+            # (their clients reconnect, with Last-Event-ID, to another process).
+            app.state.events.close_streams()
+            super().handle_exit(sig, frame)
+
     with _exit_zero_on_signals():
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,  # keep the logging set up above (stderr; structlog for our own lines)
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            server_header=False,
-        )
+        Server(config).run()
 
 
 def _import_tasks(settings: Settings) -> None:

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
         default="", description="Comma-separated modules to import at worker start; they register job tasks."
     )
 
+    events_poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Live streams also re-read the event log this often, in case a wake-up was lost.",
+    )
+    sse_keepalive_s: float = Field(default=15, gt=0, description="A comment line on idle event streams this often.")
+    event_retention_days: float = Field(
+        default=30, gt=0, description="Events older than this are deleted (hourly); streams resume within it."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL with the async driver this codebase uses."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -87,6 +87,12 @@ class Metrics:
             ["kind"],
             buckets=JOB_BUCKETS,
             registry=self.registry,
+        )
+        self.sse_subscribers = Gauge(
+            "threadline_sse_subscribers", "Live event streams open in this process.", registry=self.registry
+        )
+        self.sse_events_sent = Counter(
+            "threadline_sse_events_sent", "Events written to live streams by this process.", registry=self.registry
         )
         self.job_queue = JobQueueCollector()
         self.registry.register(self.job_queue)

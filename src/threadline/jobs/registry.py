@@ -7,9 +7,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from threadline.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class JobContext:
     workspace_id: int | None
     worker_id: str
     enqueued_at: datetime
+    metrics: Metrics | None = None  # the worker process's metrics, for handlers that record their own
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[Any]]

@@ -194,6 +194,7 @@ class Worker:
                     workspace_id=job.workspace_id,
                     worker_id=self.id,
                     enqueued_at=job.created_at,
+                    metrics=self.metrics,
                 )
                 await handler(ctx, dict(job.payload or {}))
                 # Success commits with the handler's effects, or neither does.

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.kit.ids import parse_uuid
 from threadline.messages import service
-from threadline.messages.rendering import OutputMode, render_content
-from threadline.messages.repository import MessageRepository
+from threadline.messages.rendering import MessageRenderer, OutputMode
 from threadline.messages.schemas import (
     MarkRead,
     MessageCreate,
@@ -30,61 +28,6 @@ OutputModeQuery = Annotated[
     OutputMode,
     Query(description="text: as stored; plain: Markdown removed; blocks (or structured): typed blocks."),
 ]
-
-
-class MessageRenderer:
-    """Renders messages (ORM objects or the plain rows of a page) as /v1 message objects (``MessageRead``),
-    looking up the public ids they reference in one query per table for the whole batch."""
-
-    def __init__(self, thread_id: str, mode: OutputMode) -> None:
-        self.thread_id = thread_id
-        self.mode = mode
-        self.users: dict[int, Any] = {}
-        self.replies_to: dict[int, Any] = {}
-
-    async def prepare(self, session: AsyncSession, workspace_id: int, messages: Sequence[Any]) -> MessageRenderer:
-        repo = MessageRepository(session, workspace_id)
-        self.users = await repo.user_public_ids({m.sent_by_user_id for m in messages if m.sent_by_user_id})
-        self.replies_to = await repo.message_public_ids({m.in_response_to_id for m in messages if m.in_response_to_id})
-        return self
-
-    def __call__(self, m: Any) -> dict[str, Any]:
-        user = self.users.get(m.sent_by_user_id) if m.sent_by_user_id else None
-        reply_to = self.replies_to.get(m.in_response_to_id) if m.in_response_to_id else None
-        return {
-            "object": "message",
-            "id": str(m.public_id),
-            "number": m.id,
-            "thread_id": self.thread_id,
-            "role": m.role,
-            "type": m.type,
-            "content": render_content(m, self.mode),
-            "media_url": m.media_url,
-            "attachments": m.attachments,
-            "metadata": m.metadata_ if isinstance(m, Message) else m.metadata,
-            "direction": m.direction,
-            "sent_by": m.sent_by,
-            "sent_by_user_id": str(user) if user else None,
-            "source": m.source,
-            "status": m.status,
-            "read": m.read_at is not None,
-            "read_at": m.read_at,
-            "sent_at": m.sent_at,
-            "delivered_at": m.delivered_at,
-            "failed_at": m.failed_at,
-            "external_id": m.external_id,
-            "provider_account_id": m.provider_account_id,
-            "segments": m.segments,
-            "price": m.price,
-            "price_currency": m.price_currency,
-            "error_code": m.error_code,
-            "error_message": m.error_message,
-            "tool_calls": m.tool_calls,
-            "iterations": m.iterations,
-            "in_response_to": str(reply_to) if reply_to else None,
-            "created_at": m.created_at,
-            "updated_at": m.updated_at,
-        }
 
 
 async def _render_one(

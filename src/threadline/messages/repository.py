@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -134,8 +135,8 @@ class MessageRepository(WorkspaceRepository):
         at: datetime,
         seq_upto: int | None = None,
         public_ids: list[uuid.UUID] | None = None,
-    ) -> int:
-        """Set read_at on the unread messages chosen; returns how many changed."""
+    ) -> Sequence[Any]:
+        """Set read_at on the unread messages chosen; returns the changed messages as plain rows."""
         stmt = (
             update(Message)
             .where(
@@ -144,10 +145,11 @@ class MessageRepository(WorkspaceRepository):
                 Message.read_at.is_(None),
             )
             .values(read_at=at, updated_at=at)
+            .returning(*_COLUMNS)
         )
         if seq_upto is not None:
             stmt = stmt.where(Message.seq <= seq_upto)
         if public_ids is not None:
             stmt = stmt.where(Message.public_id.in_(public_ids))
-        result = await self.session.execute(stmt)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        rows = (await self.session.execute(stmt)).all()
+        return sorted(rows, key=lambda r: r.seq)

@@ -3,6 +3,7 @@ channels all add messages through it, so ordering, counters and (later) events a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import InvalidRequest, NotFound
+from threadline.events import service as events
+from threadline.events.types import EventType
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
+from threadline.messages.rendering import MessageRenderer, OutputMode
 from threadline.messages.repository import MessageRepository
 from threadline.messages.schemas import MarkRead, MessageCreate, MessageUpdate
 from threadline.models import Message, User
@@ -116,7 +120,27 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     )
     session.add(message)
     await session.flush()
+    thread_uid = parse_uuid(thread_id)
+    await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
     return message
+
+
+async def _record(
+    session: AsyncSession,
+    workspace_id: int,
+    thread_uid: Any,
+    messages: Sequence[Any],
+    type: EventType,
+    changes: list[str] | None = None,
+) -> None:
+    """One event per message (ORM objects or plain rows), carrying the message as /v1 shows it."""
+    if not messages:
+        return
+    renderer = await MessageRenderer(str(thread_uid), OutputMode.TEXT).prepare(session, workspace_id, messages)
+    for m in messages:
+        events.record(
+            session, workspace_id=workspace_id, type=type, data=renderer(m), thread_id=thread_uid, changes=changes
+        )
 
 
 async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Message:
@@ -224,15 +248,21 @@ async def update_message(
 ) -> Message:
     message = await get_message(session, workspace_id=workspace_id, thread_id=thread_id, message_id=message_id)
     fields = data.model_fields_set
+    changes: list[str] = []
     if "read" in fields and data.read is not None:
         if data.read and message.read_at is None:
             message.read_at = utcnow()
-        elif not data.read:
+            changes.append("read_at")
+        elif not data.read and message.read_at is not None:
             message.read_at = None
-    if "metadata" in fields:
+            changes.append("read_at")
+    if "metadata" in fields and (data.metadata or {}) != message.metadata_:
         message.metadata_ = data.metadata or {}
-    message.updated_at = utcnow()
-    await session.flush()
+        changes.append("metadata")
+    if changes:
+        message.updated_at = utcnow()
+        await session.flush()
+        await _record(session, workspace_id, parse_uuid(thread_id), [message], EventType.MESSAGE_UPDATED, changes)
     return message
 
 
@@ -247,12 +277,15 @@ async def mark_read(
         seq = await repo.seq_of(thread_key, data.up_to)
         if seq is None:
             raise InvalidRequest(f"up_to: no message with id '{data.up_to}' in this thread", param="up_to")
-        return await repo.mark_read(thread_key, at=now, seq_upto=seq), now
-    if data.message_ids is not None:
+        changed = await repo.mark_read(thread_key, at=now, seq_upto=seq)
+    elif data.message_ids is not None:
         uids = [parse_uuid(raw) for raw in data.message_ids]
         known = await repo.existing(thread_key, [u for u in uids if u is not None])
         for raw, uid in zip(data.message_ids, uids, strict=True):
             if uid is None or uid not in known:
                 raise InvalidRequest(f"message_ids: no message with id '{raw}' in this thread", param="message_ids")
-        return await repo.mark_read(thread_key, at=now, public_ids=list(known)), now
-    return await repo.mark_read(thread_key, at=now), now
+        changed = await repo.mark_read(thread_key, at=now, public_ids=list(known))
+    else:
+        changed = await repo.mark_read(thread_key, at=now)
+    await _record(session, workspace_id, parse_uuid(thread_id), changed, EventType.MESSAGE_UPDATED, ["read_at"])
+    return len(changed), now

@@ -3,6 +3,7 @@
 from threadline.models.agent import Agent, AgentVersion
 from threadline.models.api_key import ApiKey
 from threadline.models.end_user import EndUser
+from threadline.models.event import Event
 from threadline.models.idempotency_key import IdempotencyKey
 from threadline.models.integration import Integration
 from threadline.models.job import Job
@@ -17,6 +18,7 @@ __all__ = [
     "AgentVersion",
     "ApiKey",
     "EndUser",
+    "Event",
     "IdempotencyKey",
     "Integration",
     "Job",

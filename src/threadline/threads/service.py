@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import InvalidRequest
+from threadline.events import service as events
+from threadline.events.types import EventType
 from threadline.kit.clock import utcnow
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
 from threadline.threads.repository import ThreadRepository
-from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate
+from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
 
 
 async def create_thread(session: AsyncSession, *, workspace_id: int, data: ThreadCreate) -> Thread:
@@ -42,7 +44,17 @@ async def create_thread(session: AsyncSession, *, workspace_id: int, data: Threa
     thread.assignees = await repo.many(User, data.assigned_to, param="assigned_to", label="user")
     session.add(thread)
     await session.flush()
+    await _record(session, repo, thread, EventType.THREAD_CREATED)
     return thread
+
+
+async def _record(
+    session: AsyncSession, repo: ThreadRepository, thread: Thread, type: EventType, changes: list[str] | None = None
+) -> None:
+    data = thread_read(thread, await repo.references([thread]))
+    events.record(
+        session, workspace_id=repo.workspace_id, type=type, data=data, thread_id=thread.public_id, changes=changes
+    )
 
 
 async def get_thread(session: AsyncSession, *, workspace_id: int, thread_id: str) -> Thread:
@@ -60,18 +72,30 @@ async def update_thread(session: AsyncSession, *, workspace_id: int, thread_id: 
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
     fields = data.model_fields_set
-    if "active" in fields and data.active is not None:
+    changes: list[str] = []
+    if "active" in fields and data.active is not None and data.active != thread.active:
         thread.active = data.active
-    if "blocked" in fields and data.blocked is not None:
+        changes.append("active")
+    if "blocked" in fields and data.blocked is not None and data.blocked != thread.blocked:
         thread.blocked = data.blocked
-    if "metadata" in fields:
+        changes.append("blocked")
+    if "metadata" in fields and (data.metadata or {}) != thread.metadata_:
         thread.metadata_ = data.metadata or {}
+        changes.append("metadata")
     if "tags" in fields:
-        thread.tags = await repo.many(Tag, data.tags or [], param="tags", label="tag")
+        tags = await repo.many(Tag, data.tags or [], param="tags", label="tag")
+        if {t.id for t in tags} != {t.id for t in thread.tags}:
+            thread.tags = tags
+            changes.append("tags")
     if "assigned_to" in fields:
-        thread.assignees = await repo.many(User, data.assigned_to or [], param="assigned_to", label="user")
-    thread.updated_at = utcnow()
-    await session.flush()
+        users = await repo.many(User, data.assigned_to or [], param="assigned_to", label="user")
+        if {u.id for u in users} != {u.id for u in thread.assignees}:
+            thread.assignees = users
+            changes.append("assigned_to")
+    if changes:
+        thread.updated_at = utcnow()
+        await session.flush()
+        await _record(session, repo, thread, EventType.THREAD_UPDATED, changes)
     return thread
 
 
@@ -79,4 +103,12 @@ async def delete_thread(session: AsyncSession, *, workspace_id: int, thread_id: 
     """Delete a thread and all of its messages."""
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
+    public_id = thread.public_id
     await repo.delete_thread(thread)
+    events.record(
+        session,
+        workspace_id=workspace_id,
+        type=EventType.THREAD_DELETED,
+        data={"object": "thread", "id": str(public_id), "deleted": True},
+        thread_id=public_id,
+    )

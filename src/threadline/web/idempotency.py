@@ -190,20 +190,3 @@ async def purge_expired(sessionmaker: Any) -> int:
     async with sessionmaker() as session, session.begin():
         result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def purge_periodically(sessionmaker: Any, interval_s: float) -> None:
-    """Run ``purge_expired`` every ``interval_s`` seconds until cancelled (started by the app's lifespan)."""
-    import asyncio
-
-    import structlog
-
-    log = structlog.get_logger(__name__)
-    while True:
-        try:
-            purged = await purge_expired(sessionmaker)
-            if purged:
-                log.info("idempotency.purged", count=purged)
-        except Exception as exc:  # a housekeeping miss is retried next round
-            log.warning("idempotency.purge_failed", error=type(exc).__name__)
-        await asyncio.sleep(interval_s)

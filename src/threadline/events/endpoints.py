@@ -1,0 +1,230 @@
+"""``GET /v1/events`` and ``GET /v1/threads/{id}/events``: the event log as Server-Sent Events.
+
+Each stored event is one SSE message: ``id:`` its seq, ``event:`` its type, ``data:`` the envelope
+(events.schemas). A client resumes with ``Last-Event-ID`` (browsers send it on reconnect) or
+``?after=N`` and gets every event after N exactly once, in order; without either it gets what
+happens from now on. Transient events (token deltas) come without ``id:``. A comment line every
+``sse_keepalive_s`` keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from threadline.errors import InvalidRequest, NotFound
+from threadline.events.hub import EventHub
+from threadline.events.repository import EventRepository
+from threadline.events.schemas import encode, envelope
+from threadline.events.types import matches, valid_pattern
+from threadline.kit.ids import parse_uuid
+from threadline.threads.repository import ThreadRepository
+from threadline.web.deps import ReadAuth, SessionDep
+from threadline.web.openapi import ERROR_RESPONSES
+
+router = APIRouter(tags=["events"])
+
+BATCH = 500
+RETRY_MS = 1000
+
+_SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    # The route's response class is the event stream; its errors are still JSON.
+    **{
+        code: {
+            "description": spec["description"],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for code, spec in ERROR_RESPONSES.items()
+    },
+    200: {
+        "description": (
+            "A stream of Server-Sent Events. Each stored event: `id: <seq>`, `event: <type>`, `data: <envelope>`, "
+            "where the envelope is `{object, id, seq, type, timestamp, thread_id, data, changes?}`. Transient "
+            "events (token deltas) have no `id:` line and `id`/`seq` null. Lines starting with `:` are keep-alives."
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+AfterQuery = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="Resume after this seq (0: from the oldest kept). Default: from now on."),
+]
+TypesQuery = Annotated[
+    str | None,
+    Query(max_length=1000, description="Comma-separated event types to send (`message.*` for a family)."),
+]
+LastEventIdHeader = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", max_length=32, description="Resume after this seq; wins over `after`."),
+]
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that notices a client hanging up at once (not at the next write), whatever
+    ASGI version the server speaks, so a subscription ends with its connection."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def run_then_cancel(func: Any) -> None:
+                await func()
+                group.cancel_scope.cancel()
+
+            group.start_soon(run_then_cancel, lambda: self.stream_response(send))
+            group.start_soon(run_then_cancel, lambda: self.listen_for_disconnect(receive))
+
+
+def _cursor(after: int | None, last_event_id: str | None) -> int | None:
+    if last_event_id is not None and last_event_id.strip():
+        raw = last_event_id.strip()
+        if not raw.isdigit() or len(raw) > 19:
+            raise InvalidRequest("Last-Event-ID: expected the seq (an integer) of an event", param="Last-Event-ID")
+        return int(raw)
+    return after
+
+
+def _patterns(types: str | None) -> list[str]:
+    if types is None:
+        return []
+    patterns = [t.strip() for t in types.split(",") if t.strip()]
+    for p in patterns:
+        if not valid_pattern(p):
+            raise InvalidRequest(f"types: unknown event type '{p}'", param="types")
+    return patterns
+
+
+async def _open(
+    request: Request,
+    workspace_id: int,
+    session: Any,
+    *,
+    after: int | None,
+    last_event_id: str | None,
+    types: str | None,
+    thread_id: uuid.UUID | None,
+) -> EventStreamResponse:
+    cursor = _cursor(after, last_event_id)
+    patterns = _patterns(types)
+    settings = request.app.state.settings
+    head = await EventRepository(session, workspace_id).last_seq()
+    if cursor is None:
+        cursor = head
+    elif cursor > head:
+        param = "Last-Event-ID" if last_event_id else "after"
+        raise InvalidRequest(f"{param}: no event {cursor} in this workspace yet (the last is {head})", param=param)
+    stream = _stream(
+        request,
+        workspace_id=workspace_id,
+        cursor=cursor,
+        thread_id=thread_id,
+        patterns=patterns,
+        keepalive_s=settings.sse_keepalive_s,
+        poll_s=settings.events_poll_interval_s,
+    )
+    return EventStreamResponse(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _stream(
+    request: Request,
+    *,
+    workspace_id: int,
+    cursor: int,
+    thread_id: uuid.UUID | None,
+    patterns: list[str],
+    keepalive_s: float,
+    poll_s: float,
+) -> AsyncIterator[bytes]:
+    read_maker = request.app.state.read_sessionmaker
+    metrics = request.app.state.metrics
+    hub: EventHub = request.app.state.events
+    # Subscribed before the first read: anything committed after ``cursor`` is either read below or
+    # wakes this subscription.
+    sub = await hub.subscribe(workspace_id, thread_id=thread_id)
+    metrics.sse_subscribers.inc()
+    try:
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        last_write = time.monotonic()
+        while not sub.closed:
+            sub.changed.clear()
+            async with read_maker() as session:
+                rows = await EventRepository(session, workspace_id).after(cursor, limit=BATCH, thread_id=thread_id)
+            chunks: list[bytes] = []
+            for row in rows:
+                cursor = row.seq
+                if not patterns or any(matches(p, row.type) for p in patterns):
+                    chunks.append(_frame(row.type, encode(envelope(row)), row.seq))
+            for item in sub.take_transient():
+                if not patterns or any(matches(p, item["type"]) for p in patterns):
+                    chunks.append(_frame(item["type"], encode(item), None))
+            if chunks:
+                yield b"".join(chunks)
+                metrics.sse_events_sent.inc(len(chunks))
+                last_write = time.monotonic()
+            if len(rows) == BATCH:
+                continue
+            idle = time.monotonic() - last_write
+            if idle >= keepalive_s:
+                yield b": keep-alive\n\n"
+                last_write = time.monotonic()
+                idle = 0
+            await sub.wait(min(poll_s, keepalive_s - idle))
+    finally:
+        hub.unsubscribe(sub)
+        metrics.sse_subscribers.dec()
+
+
+def _frame(event_type: str, data: bytes, seq: int | None) -> bytes:
+    head = f"id: {seq}\nevent: {event_type}\n" if seq is not None else f"event: {event_type}\n"
+    return head.encode() + b"data: " + data + b"\n\n"
+
+
+@router.get(
+    "/events",
+    summary="Stream the workspace's events (Server-Sent Events)",
+    response_class=EventStreamResponse,
+    responses=_SSE_RESPONSE,
+)
+async def workspace_events(
+    request: Request,
+    session: SessionDep,
+    auth: ReadAuth,
+    after: AfterQuery = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventIdHeader = None,
+) -> EventStreamResponse:
+    return await _open(
+        request, auth.workspace_id, session, after=after, last_event_id=last_event_id, types=types, thread_id=None
+    )
+
+
+@router.get(
+    "/threads/{thread_id}/events",
+    summary="Stream one thread's events (Server-Sent Events)",
+    response_class=EventStreamResponse,
+    responses=_SSE_RESPONSE,
+)
+async def thread_events(
+    thread_id: str,
+    request: Request,
+    session: SessionDep,
+    auth: ReadAuth,
+    after: AfterQuery = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventIdHeader = None,
+) -> EventStreamResponse:
+    uid = parse_uuid(thread_id)
+    if uid is None or await ThreadRepository(session, auth.workspace_id).thread_key(thread_id) is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    return await _open(
+        request, auth.workspace_id, session, after=after, last_event_id=last_event_id, types=types, thread_id=uid
+    )

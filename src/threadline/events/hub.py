@@ -1,0 +1,212 @@
+"""This process's live subscribers, and the wake-ups that reach them from every process.
+
+A subscriber is woken, never handed the events: on a wake-up it reads the log after its own cursor,
+so the event table stays the one source of truth. Wake-ups come from commits in this process
+(``events.service`` calls ``notify_stored``) and, on PostgreSQL, from ``LISTEN threadline_events``
+on one connection per process, which hears commits in every process. A lost notification (the
+listening connection dropped, a SQLite database shared by two processes) only delays: subscribers
+also look every ``poll_interval_s``, and all of them are woken when the listener reconnects.
+
+Transient events (token deltas) have no row: they are handed to subscribers as they are, through
+``NOTIFY threadline_transient`` on PostgreSQL and directly otherwise, and only to those connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from typing import Any
+
+import structlog
+from pydantic_core import to_json
+
+from threadline.events import service
+from threadline.events.schemas import transient_envelope
+
+log = structlog.get_logger(__name__)
+
+TRANSIENT_CHANNEL = "threadline_transient"
+LISTENER_NAME = "threadline-events"  # application_name of the listening connection, for operators
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_TRANSIENT_BYTES = 7900
+_TRANSIENT_BACKLOG = 1000  # per subscriber; a reader that falls further behind loses the oldest deltas
+
+
+class Subscription:
+    """One live stream's mailbox: a flag that says "look again", and the transient events for it."""
+
+    def __init__(self, workspace_id: int, thread_id: uuid.UUID | None) -> None:
+        self.workspace_id = workspace_id
+        self.thread_id = thread_id
+        self.changed = asyncio.Event()
+        self.transient: deque[dict[str, Any]] = deque(maxlen=_TRANSIENT_BACKLOG)
+        self.closed = False
+
+    def wake(self) -> None:
+        self.changed.set()
+
+    def push(self, envelope: dict[str, Any]) -> None:
+        if self.thread_id is not None and envelope.get("thread_id") != str(self.thread_id):
+            return
+        self.transient.append(envelope)
+        self.changed.set()
+
+    def take_transient(self) -> list[dict[str, Any]]:
+        items = list(self.transient)
+        self.transient.clear()
+        return items
+
+    async def wait(self, seconds: float) -> None:
+        """Until woken or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), seconds)
+
+
+class EventHub:
+    def __init__(self, *, postgres_dsn: str | None = None, reconnect_delay_s: float = 1.0) -> None:
+        self.postgres_dsn = postgres_dsn
+        self.reconnect_delay_s = reconnect_delay_s
+        self._subscriptions: dict[int, set[Subscription]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._connection: Any = None
+        self._listening = asyncio.Event()
+        self._publish_lock = asyncio.Lock()  # one query at a time on the listener's connection
+        self._closing = False
+        service.add_committed_listener(self.notify_stored)
+
+    # ------------------------------------------------------------------------------------ subscribers
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscriptions.values())
+
+    async def subscribe(self, workspace_id: int, *, thread_id: uuid.UUID | None = None) -> Subscription:
+        """A new subscription; on PostgreSQL the listener is started (and awaited) first, so that a
+        commit made after this returns is certain to wake it."""
+        await self.start()
+        sub = Subscription(workspace_id, thread_id)
+        if self._closing:
+            sub.closed = True
+        self._subscriptions.setdefault(workspace_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subscriptions.get(sub.workspace_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subscriptions[sub.workspace_id]
+
+    def notify_stored(self, workspace_id: int) -> None:
+        for sub in self._subscriptions.get(workspace_id, ()):
+            sub.wake()
+
+    def _wake_all(self) -> None:
+        for subs in self._subscriptions.values():
+            for sub in subs:
+                sub.wake()
+
+    # ------------------------------------------------------------------------------------ transient
+
+    async def publish_transient(
+        self, workspace_id: int, *, type: str, data: dict[str, Any], thread_id: str | None = None
+    ) -> None:
+        """Hand a transient event to every subscriber of the workspace (or thread) in every process."""
+        envelope = transient_envelope(type=type, data=data, thread_id=thread_id)
+        if self.postgres_dsn is None:
+            self._deliver_transient(workspace_id, envelope)
+            return
+        payload = to_json({"w": workspace_id, "e": envelope}).decode()
+        if len(payload.encode()) > MAX_TRANSIENT_BYTES:
+            raise ValueError(f"a transient event must encode to under {MAX_TRANSIENT_BYTES} bytes")
+        await self.start()
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            # The listener is reconnecting: this process's own subscribers still get it.
+            self._deliver_transient(workspace_id, envelope)
+            return
+        async with self._publish_lock:
+            await connection.execute("SELECT pg_notify($1, $2)", TRANSIENT_CHANNEL, payload)
+
+    def _deliver_transient(self, workspace_id: int, envelope: dict[str, Any]) -> None:
+        for sub in self._subscriptions.get(workspace_id, ()):
+            sub.push(envelope)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start listening (PostgreSQL only); returns once the first LISTEN is in place (or failed)."""
+        if self.postgres_dsn is None or self._closing:
+            return
+        if self._listener is None or self._listener.done():
+            self._listening.clear()
+            self._listener = asyncio.create_task(self._listen_forever(), name="threadline-event-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 5)
+
+    def close_streams(self) -> None:
+        """End every live stream (the server is shutting down; clients reconnect elsewhere)."""
+        self._closing = True
+        for subs in self._subscriptions.values():
+            for sub in subs:
+                sub.closed = True
+                sub.wake()
+
+    async def close(self) -> None:
+        self.close_streams()
+        service.remove_committed_listener(self.notify_stored)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        self._listener = None
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        while not self._closing:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.postgres_dsn, server_settings={"application_name": LISTENER_NAME})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("events.listener_connect_failed", error=type(exc).__name__)
+                self._listening.set()  # do not hold subscribers up: polling covers until we are back
+                await asyncio.sleep(self.reconnect_delay_s)
+                continue
+            try:
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(service.NOTIFY_CHANNEL, self._on_stored)
+                await conn.add_listener(TRANSIENT_CHANNEL, self._on_transient)
+                self._connection = conn
+                self._listening.set()
+                self._wake_all()  # anything committed while we were not listening is read now
+                log.debug("events.listening")
+                await lost.wait()
+                log.warning("events.listener_lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("events.listener_failed", error=type(exc).__name__)
+            finally:
+                self._connection = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+            await asyncio.sleep(self.reconnect_delay_s)
+
+    def _on_stored(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            self.notify_stored(int(payload))
+        except ValueError:
+            log.warning("events.bad_notification", channel=service.NOTIFY_CHANNEL)
+
+    def _on_transient(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            self._deliver_transient(int(message["w"]), message["e"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("events.bad_notification", channel=TRANSIENT_CHANNEL)

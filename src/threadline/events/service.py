@@ -1,0 +1,180 @@
+"""Recording events in the transaction of the change, numbered in commit order.
+
+A service calls ``record(session, ...)`` next to the change it makes. Nothing is written then: the
+events wait in ``session.info`` and are written by a ``before_commit`` hook, as the transaction's last
+statements, so that a rollback drops them with the change and a commit cannot keep one without the
+other. The hook first runs the sinks (webhook fan-out adds its deliveries there), then takes the
+workspace's next numbers with ``UPDATE workspaces SET last_event_seq = last_event_seq + n``. That
+row lock is held only for the event insert and the commit, and it orders commits: a transaction
+that numbers after another also commits after it, so seq order is commit order and a consumer that
+has seen N can never later find an N-1 appearing. On PostgreSQL the same statement sends
+``NOTIFY threadline_events`` (delivered at commit) so every process's subscribers wake up at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_session
+from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only
+
+from threadline.kit.clock import utcnow
+from threadline.kit.ids import uuid7
+from threadline.models import Event, Workspace
+
+NOTIFY_CHANNEL = "threadline_events"
+_PENDING = "threadline.events.pending"
+_COMMITTED = "threadline.events.committed"
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    """An event recorded in a transaction that has not committed yet (it has no ``seq`` until then)."""
+
+    workspace_id: int
+    type: str
+    data: dict[str, Any]
+    thread_id: uuid.UUID | None = None
+    changes: list[str] | None = None
+    public_id: uuid.UUID = field(default_factory=uuid7)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+Sink = Callable[[AsyncSession, int, list[PendingEvent]], Awaitable[None]]
+_sinks: list[Sink] = []
+# Modules whose import registers threadline's own sinks; imported before the first events are written,
+# in whatever process writes them (API, worker, CLI), so no entry point can forget one.
+BUILTIN_SINK_MODULES: tuple[str, ...] = ()
+_builtin_loaded = False
+# Called with a workspace id after a transaction that wrote its events commits (this process's hubs).
+_committed_listeners: set[Callable[[int], None]] = set()
+
+
+def add_sink(sink: Sink) -> None:
+    """Run ``sink(session, workspace_id, events)`` in every transaction that records events, before commit."""
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def add_committed_listener(listener: Callable[[int], None]) -> None:
+    _committed_listeners.add(listener)
+
+
+def remove_committed_listener(listener: Callable[[int], None]) -> None:
+    _committed_listeners.discard(listener)
+
+
+def record(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    type: str,
+    data: Any,
+    thread_id: uuid.UUID | None = None,
+    changes: list[str] | None = None,
+) -> PendingEvent:
+    """Record an event in ``session``'s transaction; it is written (and numbered) when that commits."""
+    pending = PendingEvent(
+        workspace_id=workspace_id,
+        type=str(type),
+        data=to_jsonable_python(data),
+        thread_id=thread_id,
+        changes=changes,
+    )
+    session.sync_session.info.setdefault(_PENDING, []).append(pending)
+    return pending
+
+
+def pending_events(session: AsyncSession) -> list[PendingEvent]:
+    return list(session.sync_session.info.get(_PENDING, []))
+
+
+def _load_builtin_sinks() -> None:
+    global _builtin_loaded
+    if not _builtin_loaded:
+        for name in BUILTIN_SINK_MODULES:
+            importlib.import_module(name)
+        _builtin_loaded = True
+
+
+async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int, int]:
+    _load_builtin_sinks()
+    by_workspace: dict[int, list[PendingEvent]] = {}
+    for p in pending:
+        by_workspace.setdefault(p.workspace_id, []).append(p)
+    for workspace_id, events in by_workspace.items():
+        for sink in _sinks:
+            await sink(session, workspace_id, events)
+    last_seqs: dict[int, int] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # Workspaces in id order, so two transactions spanning the same ones lock them in the same order.
+    for workspace_id in sorted(by_workspace):
+        events = by_workspace[workspace_id]
+        returned: list[Any] = [Workspace.last_event_seq]
+        if postgres:
+            returned.append(func.pg_notify(NOTIFY_CHANNEL, str(workspace_id)))
+        stmt = (
+            update(Workspace)
+            .where(Workspace.id == workspace_id)
+            .values(last_event_seq=Workspace.last_event_seq + len(events))
+            .returning(*returned)
+        )
+        last = int((await session.execute(stmt)).one()[0])
+        first = last - len(events) + 1
+        await session.execute(
+            insert(Event),
+            [
+                {
+                    "public_id": e.public_id,
+                    "workspace_id": workspace_id,
+                    "seq": first + i,
+                    "type": e.type,
+                    "thread_id": e.thread_id,
+                    "data": e.data,
+                    "changes": e.changes,
+                    "created_at": e.created_at,
+                }
+                for i, e in enumerate(events)
+            ],
+        )
+        last_seqs[workspace_id] = last
+    return last_seqs
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_pending_events(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint is released: the events wait for the real commit
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    # Commits of our AsyncSessions run inside SQLAlchemy's greenlet, where await_only can drive the
+    # async code (the documented way to emit SQL from a session event with asyncio).
+    asession = async_session(session)
+    if asession is None:  # pragma: no cover - every session in threadline is an AsyncSession
+        raise RuntimeError("events can only be recorded through an AsyncSession")
+    session.info[_COMMITTED] = await_only(_write(asession, pending))
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _announce_committed(session: Session) -> None:
+    committed = session.info.pop(_COMMITTED, None)
+    if committed:
+        for workspace_id in committed:
+            for listener in list(_committed_listeners):
+                listener(workspace_id)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_COMMITTED, None)

@@ -1,0 +1,32 @@
+"""The event types threadline emits. Webhook endpoints subscribe to these (or to ``*``/``prefix.*``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    MESSAGE_CREATED = "message.created"
+    MESSAGE_UPDATED = "message.updated"
+    THREAD_CREATED = "thread.created"
+    THREAD_UPDATED = "thread.updated"
+    THREAD_DELETED = "thread.deleted"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """``*`` matches everything, ``message.*`` every message event, anything else itself."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+def valid_pattern(pattern: str) -> bool:
+    if pattern == "*" or pattern in EventType.__members__.values():
+        return True
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        return any(t.startswith(prefix) for t in EventType)
+    return False
