@@ -52,8 +52,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     configure_job_defaults(max_attempts=settings.job_max_attempts)
     read_maker = create_sessionmaker(read_engine(engine))
     write_maker = create_sessionmaker(write_engine(engine))
+    events_hub = EventHub(read_maker=read_maker, postgres_dsn=_listen_dsn(engine))
     metrics = Metrics()  # a registry of this app's own, never prometheus-client's global one
-    events_hub = EventHub(postgres_dsn=_listen_dsn(engine))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -166,10 +166,10 @@ async def _purge_events(write_maker: Any, retention_days: float) -> int:
 def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tuple[Any, asyncio.Task[None]]:
     """The embedded worker of ``threadline serve``: jobs run in the API's process."""
     from threadline.jobs.registry import import_task_modules, parse_modules
-    from threadline.jobs.worker import Worker, WorkerOptions
+    from threadline.jobs.worker import WorkerGroup
 
     import_task_modules(parse_modules(settings.task_modules))
-    worker = Worker(write_maker, WorkerOptions.from_settings(settings), metrics=metrics)
+    worker = WorkerGroup.from_settings(write_maker, settings, metrics=metrics)
     return worker, asyncio.create_task(worker.run(), name="threadline-worker")
 
 

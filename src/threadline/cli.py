@@ -276,7 +276,7 @@ def worker(
     """Run a job worker (no HTTP API). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
     from threadline.db.engine import create_sessionmaker, write_engine
     from threadline.jobs.service import configure_defaults
-    from threadline.jobs.worker import Worker, WorkerOptions
+    from threadline.jobs.worker import WorkerGroup
     from threadline.metrics import Metrics, refresh_periodically
 
     settings = _settings(database_url, worker_concurrency=concurrency)
@@ -289,7 +289,7 @@ def worker(
         await _require_schema_at_head(engine)
         maker = create_sessionmaker(write_engine(engine))
         metrics = Metrics() if metrics_port is not None else None
-        job_worker = Worker(maker, WorkerOptions.from_settings(settings, kinds=kinds or None), metrics=metrics)
+        job_worker = WorkerGroup.from_settings(maker, settings, metrics=metrics, kinds=kinds or None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, job_worker.stop)

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default=False, description="Run job workers inside the API process (`threadline serve` turns this on)."
     )
     worker_concurrency: int = Field(default=4, ge=1, description="Jobs one worker process runs at a time.")
+    worker_outbound_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Slots for jobs that wait on third parties (webhook deliveries), apart from the others.",
+    )
     worker_poll_interval_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks for jobs.")
     worker_shutdown_timeout_s: float = Field(
         default=10, ge=0, description="On shutdown, how long running jobs may finish before they are released."
@@ -69,6 +74,28 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(default=15, gt=0, description="A comment line on idle event streams this often.")
     event_retention_days: float = Field(
         default=30, gt=0, description="Events older than this are deleted (hourly); streams resume within it."
+    )
+
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys that encrypt stored secrets (webhook signing secrets); the first "
+        "encrypts, every one decrypts (key rotation). Unset: a key generated into <data_dir>/secret.key.",
+    )
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description="Let webhook URLs point at loopback, private, link-local and other non-public addresses (SSRF).",
+    )
+    webhook_timeout_s: float = Field(default=10, gt=0, description="The whole of one webhook request, connect to body.")
+    webhook_retry_schedule_s: str = Field(
+        default="5,30,120,600,3600,21600,86400",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Seconds before each retry of a failed webhook delivery; one retry per entry.",
+    )
+    webhook_disable_after_failures: int = Field(
+        default=10, ge=1, description="Consecutive failed attempts that disable a webhook endpoint..."
+    )
+    webhook_disable_after_s: float = Field(
+        default=86400, ge=0, description="...once they also span at least this many seconds."
     )
 
     @cached_property

@@ -85,6 +85,7 @@ class Stream:
 
     async def wait_for(self, count: int, seconds: float = 10) -> list[Frame]:
         """Until ``count`` events (frames with an event name) have arrived."""
+
         async def enough() -> None:
             while len(self.events) < count:
                 self._arrived.clear()

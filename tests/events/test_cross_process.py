@@ -55,9 +55,7 @@ async def test_a_message_written_through_one_process_streams_from_another(client
     assert max(delays) < 5
 
 
-async def test_a_stream_survives_its_listener_connection_being_killed(
-    clients: tuple[Any, Any], engine: Any
-) -> None:
+async def test_a_stream_survives_its_listener_connection_being_killed(clients: tuple[Any, Any], engine: Any) -> None:
     reader, writer = clients
     thread = await create_thread(writer)
     async with Stream(reader, "/v1/events") as stream:

@@ -55,3 +55,38 @@ async def test_closing_streams_ends_waiting_subscriptions_at_once() -> None:
     late = await hub.subscribe(1)
     assert late.closed
     await hub.close()
+
+
+async def test_the_shared_tail_reads_once_per_wake_up_and_says_when_it_does_not_reach_back(
+    sessionmaker: Any,
+) -> None:
+    from threadline.db.engine import create_sessionmaker, read_engine
+    from threadline.events.hub import WorkspaceTail
+
+    tenant = await make_tenant(sessionmaker)
+    ws = tenant.workspace_id
+
+    async def write(n: int) -> None:
+        for i in range(n):
+            async with sessionmaker() as session, session.begin():
+                events.record(session, workspace_id=ws, type="thread.updated", data={"i": i})
+
+    await write(2)
+    reads = create_sessionmaker(read_engine(sessionmaker.kw["bind"]))
+    tail = WorkspaceTail(ws, reads, capacity=3)
+    await tail.refresh()
+    assert (tail.base, tail.head, tail.rows) == (2, 2, [])  # it starts at the present
+    assert tail.since(1) is None and tail.since(2) == []
+    await write(8)
+    await tail.refresh()
+    assert tail.since(2) == []  # no wake-up yet: nothing read
+    tail.want()
+    tail.want()
+    await asyncio.gather(tail.refresh(), tail.refresh())
+    assert tail.head == 10
+    # Over twice its capacity it keeps the newest ``capacity`` events; older cursors read the log.
+    assert [r.seq for r in tail.rows] == [8, 9, 10] and tail.base == 7
+    assert tail.since(6) is None
+    assert [r.seq for r in tail.since(8) or []] == [9, 10]
+    frame = tail.rows[-1].frame.decode()
+    assert frame.startswith("id: 10\nevent: thread.updated\ndata: {") and frame.endswith("}\n\n")

@@ -64,9 +64,7 @@ async def test_resuming_with_last_event_id_gives_exactly_the_events_missed(live:
     assert frames[5].json["data"]["content"] == "after reconnecting"
 
     # ?after= resumes the same way; Last-Event-ID wins when both are given.
-    async with Stream(
-        live, "/v1/events", params={"after": 0}, headers={"Last-Event-ID": str(seqs[3])}
-    ) as stream:
+    async with Stream(live, "/v1/events", params={"after": 0}, headers={"Last-Event-ID": str(seqs[3])}) as stream:
         frames = await stream.wait_for(2)
     assert [int(f.id) for f in frames[:2]] == seqs[4:6]
 

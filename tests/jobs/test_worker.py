@@ -164,3 +164,54 @@ async def test_graceful_stop_finishes_short_jobs_and_releases_long_ones(sessionm
     assert short_job.state == JobState.SUCCEEDED
     assert long_job.state == JobState.QUEUED and long_job.attempts == 0 and long_job.locked_by is None
     assert worker.stats["released"] == 1
+
+
+async def test_outbound_jobs_have_slots_of_their_own_so_a_stuck_receiver_delays_nothing_else(
+    sessionmaker: Maker, settings: Any
+) -> None:
+    from threadline.jobs.registry import OUTBOUND_POOL
+    from threadline.jobs.worker import WorkerGroup
+
+    slow, quick = _kind(), _kind()
+    tasks = TaskRegistry()
+    release = asyncio.Event()
+    started: list[str] = []
+
+    @tasks.task(slow, pool=OUTBOUND_POOL)
+    async def stuck(ctx: JobContext, payload: dict[str, Any]) -> None:
+        started.append(slow)
+        await release.wait()  # a receiver that does not answer
+
+    @tasks.task(quick)
+    async def fine(ctx: JobContext, payload: dict[str, Any]) -> None:
+        started.append(quick)
+
+    tuned = settings.model_copy(
+        update={"worker_concurrency": 2, "worker_outbound_concurrency": 2, "worker_poll_interval_s": 0.05}
+    )
+    group = WorkerGroup.from_settings(sessionmaker, tuned, tasks=tasks)
+    assert [w.options.kinds for w in group.workers] == [None, (slow,)]
+    assert group.workers[0].options.exclude_kinds == (slow,)
+    async with sessionmaker() as s, s.begin():
+        for _ in range(6):  # more stuck jobs than there are slots in either pool
+            await enqueue(s, kind=slow)
+    runner = asyncio.create_task(group.run())
+    try:
+        await _until(lambda: _async(started.count(slow) == 2))
+        async with sessionmaker() as s, s.begin():
+            for _ in range(5):
+                await enqueue(s, kind=quick)
+
+        async def quick_done() -> bool:
+            return [j.state for j in await _jobs(sessionmaker, quick)] == [JobState.SUCCEEDED] * 5
+
+        await _until(quick_done, within_s=10)
+        assert started.count(slow) == 2  # the outbound pool stays at its own size
+    finally:
+        release.set()
+        group.stop()
+        await asyncio.wait_for(runner, 20)
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -84,11 +84,7 @@ def _openapi_document() -> dict[str, Any]:
 
 # The event streams never end by design, so a generated request would wait forever for the body; their
 # errors and contract are tested in tests/events.
-schema = (
-    schemathesis.openapi.from_dict(_openapi_document())
-    .include(path_regex="^/v1/")
-    .exclude(path_regex="/events$")
-)
+schema = schemathesis.openapi.from_dict(_openapi_document()).include(path_regex="^/v1/").exclude(path_regex="/events$")
 
 
 @schema.parametrize()

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from threadline.errors import InvalidRequest, NotFound
 from threadline.events.hub import EventHub
 from threadline.events.repository import EventRepository
-from threadline.events.schemas import encode, envelope
+from threadline.events.schemas import encode, envelope, sse_frame
 from threadline.events.types import matches, valid_pattern
 from threadline.kit.ids import parse_uuid
 from threadline.threads.repository import ThreadRepository
@@ -50,7 +50,7 @@ _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
             "events (token deltas) have no `id:` line and `id`/`seq` null. Lines starting with `:` are keep-alives."
         ),
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
+    },
 }
 
 AfterQuery = Annotated[
@@ -156,21 +156,40 @@ async def _stream(
         last_write = time.monotonic()
         while not sub.closed:
             sub.changed.clear()
-            async with read_maker() as session:
-                rows = await EventRepository(session, workspace_id).after(cursor, limit=BATCH, thread_id=thread_id)
             chunks: list[bytes] = []
-            for row in rows:
-                cursor = row.seq
-                if not patterns or any(matches(p, row.type) for p in patterns):
-                    chunks.append(_frame(row.type, encode(envelope(row)), row.seq))
-            for item in sub.take_transient():
-                if not patterns or any(matches(p, item["type"]) for p in patterns):
-                    chunks.append(_frame(item["type"], encode(item), None))
+            full = False
+            tail = hub.tail(workspace_id)
+            if tail is not None:
+                await tail.refresh()
+            buffered = tail.since(cursor) if tail is not None else None
+            if buffered is not None:
+                for item in buffered:
+                    if thread_id is None or item.thread_id == thread_id:
+                        if not patterns or any(matches(p, item.type) for p in patterns):
+                            chunks.append(item.frame)
+                    cursor = item.seq
+            else:  # behind the shared tail (resuming): read the log itself until caught up
+                reach = tail.base if tail is not None else None
+                async with read_maker() as session:
+                    repo = EventRepository(session, workspace_id)
+                    rows = await repo.after(cursor, limit=BATCH, thread_id=thread_id)
+                for row in rows:
+                    cursor = row.seq
+                    if not patterns or any(matches(p, row.type) for p in patterns):
+                        chunks.append(sse_frame(row.type, encode(envelope(row)), row.seq))
+                full = len(rows) == BATCH
+                if not full and reach is not None:
+                    # Everything up to the tail's base was committed before this read, so this read has
+                    # seen it all (a thread's stream may have found none): continue from the tail.
+                    cursor = max(cursor, reach)
+            for transient in sub.take_transient():
+                if not patterns or any(matches(p, transient["type"]) for p in patterns):
+                    chunks.append(sse_frame(transient["type"], encode(transient), None))
             if chunks:
                 yield b"".join(chunks)
                 metrics.sse_events_sent.inc(len(chunks))
                 last_write = time.monotonic()
-            if len(rows) == BATCH:
+            if full:
                 continue
             idle = time.monotonic() - last_write
             if idle >= keepalive_s:
@@ -178,14 +197,11 @@ async def _stream(
                 last_write = time.monotonic()
                 idle = 0
             await sub.wait(min(poll_s, keepalive_s - idle))
+            if not sub.changed.is_set() and tail is not None:
+                tail.want()  # the poll: look at the log even without a wake-up
     finally:
         hub.unsubscribe(sub)
         metrics.sse_subscribers.dec()
-
-
-def _frame(event_type: str, data: bytes, seq: int | None) -> bytes:
-    head = f"id: {seq}\nevent: {event_type}\n" if seq is not None else f"event: {event_type}\n"
-    return head.encode() + b"data: " + data + b"\n\n"
 
 
 @router.get(

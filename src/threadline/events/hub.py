@@ -1,7 +1,10 @@
 """This process's live subscribers, and the wake-ups that reach them from every process.
 
 A subscriber is woken, never handed the events: on a wake-up it reads the log after its own cursor,
-so the event table stays the one source of truth. Wake-ups come from commits in this process
+so the event table stays the one source of truth. The streams of one workspace share a
+``WorkspaceTail``: one query per wake-up reads the new events for all of them and encodes each once;
+a stream further behind than the tail reaches (a client resuming) reads the log itself until it
+catches up. Wake-ups come from commits in this process
 (``events.service`` calls ``notify_stored``) and, on PostgreSQL, from ``LISTEN threadline_events``
 on one connection per process, which hears commits in every process. A lost notification (the
 listening connection dropped, a SQLite database shared by two processes) only delays: subscribers
@@ -18,13 +21,16 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from pydantic_core import to_json
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.events import service
-from threadline.events.schemas import transient_envelope
+from threadline.events.repository import EventRepository
+from threadline.events.schemas import encode, envelope, sse_frame, transient_envelope
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +38,8 @@ TRANSIENT_CHANNEL = "threadline_transient"
 LISTENER_NAME = "threadline-events"  # application_name of the listening connection, for operators
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_TRANSIENT_BYTES = 7900
+TAIL_CAPACITY = 1024  # events kept per workspace with live streams in this process
+TAIL_BATCH = 500
 _TRANSIENT_BACKLOG = 1000  # per subscriber; a reader that falls further behind loses the oldest deltas
 
 
@@ -65,11 +73,86 @@ class Subscription:
             await asyncio.wait_for(self.changed.wait(), seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class TailRow:
+    seq: int
+    type: str
+    thread_id: uuid.UUID | None
+    frame: bytes  # the whole SSE message, encoded once for every stream
+
+
+class WorkspaceTail:
+    """The newest events of one workspace, read once per wake-up for all of this process's streams.
+
+    It holds every event after ``base`` up to ``head`` (seqs are contiguous: the log has no gaps), at most
+    ``capacity`` of them. ``want()`` (a wake-up) asks for a read; concurrent ``refresh()`` calls after
+    one wake-up make a single query.
+    """
+
+    def __init__(
+        self, workspace_id: int, read_maker: async_sessionmaker[AsyncSession], capacity: int = TAIL_CAPACITY
+    ) -> None:
+        self.workspace_id = workspace_id
+        self.read_maker = read_maker
+        self.capacity = capacity
+        self.rows: list[TailRow] = []
+        self.base: int | None = None
+        self.head = 0
+        self._wanted = 1  # the first refresh reads the head
+        self._fetched = 0
+        self._lock = asyncio.Lock()
+
+    def want(self) -> None:
+        self._wanted += 1
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if self._fetched >= self._wanted:
+                return
+            target = self._wanted
+            async with self.read_maker() as session:
+                repo = EventRepository(session, self.workspace_id)
+                if self.base is None:
+                    self.base = self.head = await repo.last_seq()
+                while True:
+                    rows = await repo.after(self.head, limit=TAIL_BATCH)
+                    for row in rows:
+                        self.rows.append(TailRow(row.seq, row.type, row.thread_id, _encode_row(row)))
+                        self.head = row.seq
+                    if len(rows) < TAIL_BATCH:
+                        break
+            if len(self.rows) > 2 * self.capacity:
+                self.rows = self.rows[-self.capacity :]
+                self.base = self.rows[0].seq - 1
+            self._fetched = target
+
+    def since(self, cursor: int) -> list[TailRow] | None:
+        """The events after ``cursor``, or None when the tail does not reach back that far."""
+        if self.base is None or cursor < self.base:
+            return None
+        start = cursor - self.base
+        if start and (start > len(self.rows) or self.rows[start - 1].seq != cursor):
+            return None  # not contiguous (never expected): let the caller read the log
+        return self.rows[start:]
+
+
+def _encode_row(row: Any) -> bytes:
+    return sse_frame(row.type, encode(envelope(row)), row.seq)
+
+
 class EventHub:
-    def __init__(self, *, postgres_dsn: str | None = None, reconnect_delay_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        read_maker: async_sessionmaker[AsyncSession] | None = None,
+        postgres_dsn: str | None = None,
+        reconnect_delay_s: float = 1.0,
+    ) -> None:
+        self.read_maker = read_maker
         self.postgres_dsn = postgres_dsn
         self.reconnect_delay_s = reconnect_delay_s
         self._subscriptions: dict[int, set[Subscription]] = {}
+        self._tails: dict[int, WorkspaceTail] = {}
         self._listener: asyncio.Task[None] | None = None
         self._connection: Any = None
         self._listening = asyncio.Event()
@@ -91,7 +174,13 @@ class EventHub:
         if self._closing:
             sub.closed = True
         self._subscriptions.setdefault(workspace_id, set()).add(sub)
+        if self.read_maker is not None and workspace_id not in self._tails:
+            self._tails[workspace_id] = WorkspaceTail(workspace_id, self.read_maker)
         return sub
+
+    def tail(self, workspace_id: int) -> WorkspaceTail | None:
+        """The shared tail of a workspace that has subscribers here (None without a read sessionmaker)."""
+        return self._tails.get(workspace_id)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subscriptions.get(sub.workspace_id)
@@ -99,15 +188,18 @@ class EventHub:
             subs.discard(sub)
             if not subs:
                 del self._subscriptions[sub.workspace_id]
+                self._tails.pop(sub.workspace_id, None)
 
     def notify_stored(self, workspace_id: int) -> None:
+        tail = self._tails.get(workspace_id)
+        if tail is not None:
+            tail.want()
         for sub in self._subscriptions.get(workspace_id, ()):
             sub.wake()
 
     def _wake_all(self) -> None:
-        for subs in self._subscriptions.values():
-            for sub in subs:
-                sub.wake()
+        for workspace_id in list(self._subscriptions):
+            self.notify_stored(workspace_id)
 
     # ------------------------------------------------------------------------------------ transient
 

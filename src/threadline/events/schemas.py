@@ -48,3 +48,10 @@ def transient_envelope(
 
 def encode(body: dict[str, Any]) -> bytes:
     return to_json(body)
+
+
+def sse_frame(event_type: str, data: bytes, seq: int | None) -> bytes:
+    """One Server-Sent Events message; transient events (no seq) carry no ``id:``, so a client's
+    Last-Event-ID stays on the last stored event."""
+    head = f"id: {seq}\nevent: {event_type}\n" if seq is not None else f"event: {event_type}\n"
+    return head.encode() + b"data: " + data + b"\n\n"

@@ -37,21 +37,33 @@ class JobContext:
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[Any]]
 
 
+DEFAULT_POOL = "default"
+# Jobs that wait on third parties (webhook receivers, messaging providers): a pool of their own, so that a
+# slow or dead receiver fills only its slots and never delays other work.
+OUTBOUND_POOL = "outbound"
+
+
 class TaskRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._pools: dict[str, str] = {}
 
-    def task(self, kind: str) -> Callable[[Handler], Handler]:
-        """Decorator: ``@task("kind")`` on ``async def handler(ctx, payload)``."""
+    def task(self, kind: str, *, pool: str = DEFAULT_POOL) -> Callable[[Handler], Handler]:
+        """Decorator: ``@task("kind")`` on ``async def handler(ctx, payload)``; ``pool`` picks the worker
+        slots it runs in (``OUTBOUND_POOL`` for handlers that mostly wait on someone else's server)."""
 
         def register(handler: Handler) -> Handler:
             existing = self._handlers.get(kind)
             if existing is not None and existing is not handler:
                 raise ValueError(f"job kind {kind!r} already has a handler ({existing.__qualname__})")
             self._handlers[kind] = handler
+            self._pools[kind] = pool
             return handler
 
         return register
+
+    def kinds_in(self, pool: str) -> list[str]:
+        return sorted(kind for kind, p in self._pools.items() if p == pool)
 
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)

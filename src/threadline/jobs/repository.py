@@ -57,7 +57,14 @@ class JobRepository:
     # ------------------------------------------------------------------------------------ workers
 
     async def claim(
-        self, *, worker_id: str, limit: int, now: datetime, lease_s: float, kinds: Sequence[str] | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_s: float,
+        kinds: Sequence[str] | None = None,
+        exclude_kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs to ``worker_id``: queued ones whose time has come, and running
         ones whose lease lapsed (their worker died). Each claim counts as an attempt.
@@ -68,6 +75,8 @@ class JobRepository:
         lapsed = and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
         if kinds is not None:
             lapsed = and_(lapsed, Job.kind.in_(list(kinds)))
+        if exclude_kinds:
+            lapsed = and_(lapsed, Job.kind.not_in(list(exclude_kinds)))
         # A lapsed job on its last attempt is not run again: its worker died on it every time.
         await self.session.execute(
             update(Job)
@@ -85,6 +94,8 @@ class JobRepository:
         due = or_(and_(Job.state == JobState.QUEUED, Job.run_at <= now), lapsed)
         if kinds is not None:
             due = and_(due, Job.kind.in_(list(kinds)))
+        if exclude_kinds:
+            due = and_(due, Job.kind.not_in(list(exclude_kinds)))
         ids = list(
             (
                 await self.session.scalars(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from threadline.config import Settings
 from threadline.jobs import service
 from threadline.jobs.backoff import backoff_delay
-from threadline.jobs.registry import JobContext, TaskRegistry, registry
+from threadline.jobs.registry import OUTBOUND_POOL, JobContext, TaskRegistry, registry
 from threadline.jobs.repository import JobRepository
 from threadline.kit.clock import utcnow
 from threadline.models.enums import JobState
@@ -50,6 +50,7 @@ class WorkerOptions:
     backoff_cap_s: float = 3600
     # Only these kinds (a dedicated pool); None takes every kind, and one without a handler goes dead.
     kinds: tuple[str, ...] | None = None
+    exclude_kinds: tuple[str, ...] | None = None  # ...and never these (another pool's)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
@@ -109,7 +110,13 @@ class Worker:
     # ------------------------------------------------------------------------------------ main loop
 
     async def run(self) -> None:
-        log.info("worker.started", worker_id=self.id, concurrency=self.options.concurrency, kinds=self.tasks.kinds())
+        log.info(
+            "worker.started",
+            worker_id=self.id,
+            concurrency=self.options.concurrency,
+            kinds=list(self.options.kinds) if self.options.kinds is not None else self.tasks.kinds(),
+            excluded=list(self.options.exclude_kinds or ()),
+        )
         service.add_wakeup(self.wake)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -152,7 +159,12 @@ class Worker:
     async def _claim(self, limit: int) -> int:
         async with self.sessionmaker() as session, session.begin():
             jobs = await JobRepository(session).claim(
-                worker_id=self.id, limit=limit, now=utcnow(), lease_s=self.options.lease_s, kinds=self.options.kinds
+                worker_id=self.id,
+                limit=limit,
+                now=utcnow(),
+                lease_s=self.options.lease_s,
+                kinds=self.options.kinds,
+                exclude_kinds=self.options.exclude_kinds,
             )
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
@@ -276,3 +288,49 @@ class Worker:
             )
             self.stats["released"] += int(released or 0)
             log.info("worker.released", worker_id=self.id, jobs=len(unfinished))
+
+
+class WorkerGroup:
+    """The workers of one process: the default pool, and the outbound pool (jobs registered with
+    ``pool=OUTBOUND_POOL``) with slots of its own. Started, woken and stopped together."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    @classmethod
+    def from_settings(
+        cls,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        kinds: tuple[str, ...] | None = None,
+        concurrency: int | None = None,
+        tasks: TaskRegistry | None = None,
+    ) -> WorkerGroup:
+        """``kinds`` given: one worker for exactly those. Otherwise a default worker for everything but
+        the outbound kinds, and, when any are registered, an outbound worker for them."""
+        tasks = tasks or registry
+        if kinds:
+            options = WorkerOptions.from_settings(settings, kinds=kinds, concurrency=concurrency)
+            return cls([Worker(sessionmaker, options, tasks=tasks, metrics=metrics)])
+        outbound = tuple(tasks.kinds_in(OUTBOUND_POOL))
+        default = WorkerOptions.from_settings(settings, exclude_kinds=outbound or None, concurrency=concurrency)
+        workers = [Worker(sessionmaker, default, tasks=tasks, metrics=metrics)]
+        if outbound:
+            options = WorkerOptions.from_settings(
+                settings, kinds=outbound, concurrency=settings.worker_outbound_concurrency
+            )
+            workers.append(Worker(sessionmaker, options, tasks=tasks, metrics=metrics))
+        return cls(workers)
+
+    @property
+    def id(self) -> str:
+        return self.workers[0].id
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
