@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -82,7 +84,14 @@ def _admin_execute(admin_url: Any, sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, auto_migrate=False, bootstrap=False, log_level="warning")
+    # A secret key of the run's own: encrypting secrets must never create a key file in the repository.
+    return Settings(
+        database_url=database_url,
+        auto_migrate=False,
+        bootstrap=False,
+        log_level="warning",
+        secret_keys=SecretStr(Fernet.generate_key().decode()),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,14 @@ from threadline.auth.service import LastUsedRecorder
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
+from threadline.defaults import configure_services
 from threadline.events.hub import EventHub
-from threadline.jobs.service import configure_defaults as configure_job_defaults
 from threadline.kit.clock import utcnow
+from threadline.kit.pglisten import libpq_dsn
+from threadline.kit.secrets import secret_box
 from threadline.logging import configure_logging
 from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodically
+from threadline.runs.providers.registry import close_providers
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware, purge_expired
 from threadline.web.openapi import ERROR_RESPONSES
@@ -49,7 +52,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     engine = engine or create_engine(settings)
-    configure_job_defaults(max_attempts=settings.job_max_attempts)
+    configure_services(settings)
+    if settings.secret_keys is not None:
+        secret_box(settings)  # a malformed key fails here, naming its position (never echoing it)
     read_maker = create_sessionmaker(read_engine(engine))
     write_maker = create_sessionmaker(write_engine(engine))
     events_hub = EventHub(read_maker=read_maker, postgres_dsn=_listen_dsn(engine))
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 await worker_task
             await app.state.last_used.drain()
             await events_hub.close()
+            await close_providers()
             await engine.dispose()
             log.info("app.stopped")
 
@@ -108,7 +114,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     if settings.metrics_enabled:
         _add_metrics_endpoint(app, metrics)
 
-    app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
+    app.add_middleware(
+        IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours, box=lambda: secret_box(settings)
+    )
     app.add_middleware(
         DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
     )
@@ -135,9 +143,7 @@ def _add_metrics_endpoint(app: FastAPI, metrics: Metrics) -> None:
 
 def _listen_dsn(engine: AsyncEngine) -> str | None:
     """The plain libpq URL the event listener connects with (PostgreSQL only)."""
-    if engine.dialect.name != "postgresql":
-        return None
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return libpq_dsn(engine.url) if engine.dialect.name == "postgresql" else None
 
 
 async def _housekeeping(write_maker: Any, settings: Settings) -> None:
@@ -181,10 +187,12 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.health.endpoints import router as health
     from threadline.integrations.endpoints import router as integrations
     from threadline.messages.endpoints import router as messages
+    from threadline.runs.endpoints import router as runs
     from threadline.tags.endpoints import router as tags
     from threadline.threads.endpoints import router as threads
     from threadline.users.endpoints import router as users
+    from threadline.webhooks.endpoints import router as webhooks
 
     app.include_router(health)
-    for router in (agents, end_users, integrations, users, tags, threads, messages, events, api_keys):
+    for router in (agents, end_users, integrations, users, tags, threads, messages, runs, events, webhooks, api_keys):
         app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)

@@ -275,7 +275,7 @@ def worker(
 ) -> None:
     """Run a job worker (no HTTP API). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
     from threadline.db.engine import create_sessionmaker, write_engine
-    from threadline.jobs.service import configure_defaults
+    from threadline.defaults import configure_services
     from threadline.jobs.worker import WorkerGroup
     from threadline.metrics import Metrics, refresh_periodically
 
@@ -283,7 +283,7 @@ def worker(
     if settings.worker_concurrency < 1:
         raise CliError("--concurrency must be at least 1")
     _import_tasks(settings)
-    configure_defaults(max_attempts=settings.job_max_attempts)
+    configure_services(settings)
 
     async def run(engine: AsyncEngine) -> None:
         await _require_schema_at_head(engine)
@@ -569,6 +569,53 @@ def jobs_purge(older_than_days: float, database_url: str | None) -> None:
 
     count = _with_data(settings, body, write=True)
     click.echo(f"purged {count} finished job{'s' if count != 1 else ''}")
+
+
+@main.group()
+def webhooks() -> None:
+    """Inspect webhook deliveries (every workspace's)."""
+
+
+@webhooks.command("deliveries")
+@click.option("--webhook", "webhook_id", metavar="ID", help="Only the deliveries of this webhook endpoint.")
+@click.option("--status", type=click.Choice(["pending", "succeeded", "failed"]), help="Only deliveries in this status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@database_url_option
+def webhooks_deliveries(webhook_id: str | None, status: str | None, limit: int, database_url: str | None) -> None:
+    """List recent webhook deliveries, newest first."""
+    from threadline.kit.ids import parse_uuid
+    from threadline.models.enums import WebhookDeliveryStatus
+    from threadline.webhooks.repository import recent_deliveries
+
+    endpoint_uid = parse_uuid(webhook_id) if webhook_id is not None else None
+    if webhook_id is not None and endpoint_uid is None:
+        raise CliError(f"--webhook: '{webhook_id}' is not a webhook id (a UUID)")
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> list[list[str]]:
+        rows = await recent_deliveries(
+            session,
+            endpoint_public_id=endpoint_uid,
+            status=WebhookDeliveryStatus(status) if status else None,
+            limit=limit,
+        )
+        return [
+            [
+                str(d.public_id),
+                str(e.public_id),
+                d.event_type,
+                str(d.status),
+                str(d.attempts),
+                str(d.last_status_code) if d.last_status_code is not None else "-",
+                _fmt_time(d.next_attempt_at),
+                _fmt_time(d.updated_at),
+                ((d.last_error or "-").splitlines() or ["-"])[0][:60],
+            ]
+            for d, e in rows
+        ]
+
+    rows = _with_data(settings, body)
+    _table(["ID", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "LAST_CODE", "NEXT_ATTEMPT", "UPDATED", "LAST_ERROR"], rows)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +66,23 @@ class Settings(BaseSettings):
         default="", description="Comma-separated modules to import at worker start; they register job tasks."
     )
 
+    run_debounce_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="On the plain API, how long a run waits for more end-user messages to answer them together.",
+    )
+    run_debounce_messaging_s: float = Field(
+        default=2.0, ge=0, description="The same on SMS and WhatsApp, where people double-text."
+    )
+    run_max_attempts: int = Field(default=3, ge=1, description="Attempts of a run before it fails (with a note).")
+    run_max_iterations: int = Field(default=8, ge=1, description="Model calls per run (tool loop) at most.")
+    tools_allow_private_urls: bool = Field(
+        default=False,
+        description="Let agents' HTTP tools and flows' http nodes call loopback, private and link-local addresses.",
+    )
+    message_wait_max_s: float = Field(
+        default=60, gt=0, description="The largest `wait` a POST of a message may ask for (longer is capped)."
+    )
     events_poll_interval_s: float = Field(
         default=2.0,
         gt=0,
@@ -96,6 +113,35 @@ class Settings(BaseSettings):
     )
     webhook_disable_after_s: float = Field(
         default=86400, ge=0, description="...once they also span at least this many seconds."
+    )
+
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="The `openai` provider's server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, ...).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("THREADLINE_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="API key of the `openai` provider (falls back to OPENAI_API_KEY); local servers need none.",
+    )
+    openai_model: str = Field(
+        default="gpt-4o-mini",
+        description="The model of the PROMPT demo agent made at first start (e.g. llama3.2 for Ollama).",
+    )
+    openai_timeout_s: float = Field(
+        default=60, gt=0, description="A model call's wait to connect, and between two streamed chunks."
+    )
+    local_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file of the `local` provider; unset: Gemma 3 270M from the threadline[local] extra.",
+    )
+    local_context_window: int = Field(
+        default=8192, ge=256, description="Context the `local` provider allocates (memory grows with it)."
+    )
+    default_context_window: int = Field(
+        default=8192,
+        ge=256,
+        description="Context window of models the `openai` provider does not know (vLLM, Ollama, ...).",
     )
 
     @cached_property

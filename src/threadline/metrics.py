@@ -31,6 +31,7 @@ JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 # Anything else a client sends as a method is counted as "other": labels must stay a small set.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 JOB_OUTCOMES = ("succeeded", "retry", "dead")
+WEBHOOK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class JobQueueCollector(Collector):
@@ -94,6 +95,19 @@ class Metrics:
         self.sse_events_sent = Counter(
             "threadline_sse_events_sent", "Events written to live streams by this process.", registry=self.registry
         )
+        self.webhook_attempts = Counter(
+            "threadline_webhook_attempts",
+            "Webhook delivery attempts, by outcome: succeeded (2xx), http_error, timeout, network_error, refused "
+            "(an address the SSRF guard refused), internal_error.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_attempt_duration = Histogram(
+            "threadline_webhook_attempt_duration_seconds",
+            "Time one webhook delivery attempt took, from resolving the host to the end of the answer.",
+            buckets=WEBHOOK_BUCKETS,
+            registry=self.registry,
+        )
         self.job_queue = JobQueueCollector()
         self.registry.register(self.job_queue)
 
@@ -108,6 +122,10 @@ class Metrics:
     def observe_job(self, kind: str, outcome: str, duration_s: float) -> None:
         self.jobs_completed.labels(kind, outcome).inc()
         self.job_duration.labels(kind).observe(duration_s)
+
+    def observe_webhook(self, outcome: str, duration_s: float) -> None:
+        self.webhook_attempts.labels(outcome).inc()
+        self.webhook_attempt_duration.observe(duration_s)
 
     async def refresh_job_counts(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """``SELECT state, count(*) FROM jobs GROUP BY state`` into the queue depth gauge's cache."""

@@ -10,7 +10,11 @@ from sqlalchemy import func, select
 from threadline.models import Agent, AgentVersion, EndUser, Thread
 
 PROMPT = {"mode": "PROMPT", "provider": "openai", "model": "gpt-4o-mini", "system_prompt": "Be brief."}
-FLOW = {"mode": "FLOW", "provider": "flow", "flow": {"start": "greet", "steps": {"greet": {"say": "Hi"}}}}
+FLOW = {
+    "mode": "FLOW",
+    "provider": "flow",
+    "flow": {"start": "greet", "nodes": {"greet": {"type": "end", "message": "Hi"}}},
+}
 
 
 async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -51,14 +55,17 @@ async def test_create_get_list_update_delete_agent(api: httpx.AsyncClient) -> No
 async def test_creating_an_agent_with_a_version_makes_version_1_current(api: httpx.AsyncClient) -> None:
     agent = await _create(
         api,
-        version={**PROMPT, "temperature": 0.3, "max_tokens": 256, "tools": [{"type": "function", "name": "lookup"}]},
+        version={**PROMPT, "temperature": 0.3, "max_tokens": 256, "tools": [{"type": "add_tag"}]},
     )
     version = agent["current_version"]
     assert version["object"] == "agent_version" and version["agent_id"] == agent["id"]
     assert version["number"] == 1 and version["name"] == "v1" and version["mode"] == "PROMPT"
     assert version["provider"] == "openai" and version["model"] == "gpt-4o-mini"
     assert version["system_prompt"] == "Be brief." and version["temperature"] == 0.3
-    assert version["max_tokens"] == 256 and version["tools"] == [{"type": "function", "name": "lookup"}]
+    assert version["max_tokens"] == 256
+    assert version["tools"] == [  # stored complete, defaults filled in
+        {"type": "add_tag", "name": "add_tag", "description": "Tag this conversation.", "allowed": []}
+    ]
     assert version["flow"] is None and version["discard_inbound"] is False and version["settings"] == {}
     assert (await api.get(f"/v1/agents/{agent['id']}/versions/{version['id']}")).json() == version
     listed = (await api.get("/v1/agents")).json()["data"][0]
@@ -286,3 +293,22 @@ async def test_deleting_an_agent_deletes_its_versions(api: httpx.AsyncClient, te
             select(func.count()).select_from(AgentVersion).where(AgentVersion.workspace_id == tenant.workspace_id)
         )
     assert left == 0
+
+
+async def test_tools_and_provider_settings_are_checked_when_a_version_is_created(api: httpx.AsyncClient) -> None:
+    cases = [
+        ({**PROMPT, "tools": [{"type": "function", "name": "x"}]}, "version.tools"),
+        ({**PROMPT, "tools": [{"type": "http", "name": "x"}]}, "version.tools"),  # no url
+        ({**PROMPT, "tools": [{"type": "add_tag"}, {"type": "add_tag"}]}, "version.tools"),  # two named add_tag
+        ({**PROMPT, "provider": "nonsense"}, "version.provider"),
+        ({"mode": "PROMPT", "provider": "openai"}, "version.model"),
+        ({**PROMPT, "settings": {"tool_choice": "missing"}}, "version.settings"),
+        ({**PROMPT, "provider": "local", "tools": [{"type": "add_tag"}]}, "version.settings"),  # no "auto" locally
+    ]
+    for version, param in cases:
+        r = await api.post("/v1/agents", json={"name": "x", "version": version})
+        assert r.status_code == 422, (version, r.text)
+        assert r.json()["error"]["param"] == param, (version, r.text)
+    forced = {**PROMPT, "tools": [{"type": "add_tag"}], "settings": {"tool_choice": "add_tag"}}
+    ok = await api.post("/v1/agents", json={"name": "x", "version": forced})
+    assert ok.status_code == 201, ok.text

@@ -270,7 +270,14 @@ def _write_maker(engine: AsyncEngine) -> Any:
 async def test_bootstrap_seeds_an_empty_database_once_and_prints_the_key_once(
     empty_database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(database_url=empty_database_url, host="0.0.0.0", port=8123)
+    # An Ollama-style server is configured (no key needed): the PROMPT demo agent answers with it.
+    settings = Settings(
+        database_url=empty_database_url,
+        host="0.0.0.0",
+        port=8123,
+        openai_base_url="http://127.0.0.1:11434/v1",
+        openai_model="llama3.2",
+    )
     engine = create_engine(settings)
     try:
         with structlog.testing.capture_logs() as logs:
@@ -286,16 +293,19 @@ async def test_bootstrap_seeds_an_empty_database_once_and_prints_the_key_once(
         assert await _counts(engine) == {
             "workspaces": 1,
             "api_keys": 1,
-            "agents": 1,
-            "agent_versions": 1,
+            "agents": 2,
+            "agent_versions": 2,
             "end_users": 1,
         }
         async with engine.connect() as conn:
             ws = (await conn.execute(select(Workspace))).one()
             key = (await conn.execute(select(ApiKey))).one()
-            agent = (await conn.execute(select(Agent))).one()
-            version = (await conn.execute(select(AgentVersion))).one()
+            agent, assistant = (await conn.execute(select(Agent).order_by(Agent.id))).all()
+            version, prompt = (await conn.execute(select(AgentVersion).order_by(AgentVersion.id))).all()
             end_user = (await conn.execute(select(EndUser))).one()
+        assert assistant.name == "Demo assistant" and assistant.current_version_id == prompt.id
+        assert (prompt.mode, prompt.provider, prompt.model) == (AgentMode.PROMPT, "openai", "llama3.2")
+        assert "Demo assistant' answers with openai model llama3.2" in out
         assert ws.name == "default"
         assert key.key_hash == hash_key(secret) and key.name == "bootstrap admin"
         assert sorted(key.scopes) == ["admin", "read", "write"] and key.workspace_id == ws.id
@@ -320,11 +330,13 @@ async def test_bootstrap_from_two_processes_at_once_seeds_once(empty_database_ur
             *(bootstrap_if_empty(_write_maker(e), settings, out=o) for e, o in zip(engines, outs, strict=True))
         )
         assert sum(1 for o in outs if KEY_RE.search(o.getvalue())) == 1
+        from threadline.workspaces.bootstrap import prompt_demo_provider
+
         assert await _counts(engines[0]) == {
             "workspaces": 1,
             "api_keys": 1,
-            "agents": 1,
-            "agent_versions": 1,
+            "agents": 2,  # the FLOW demo agent and the PROMPT demo assistant
+            "agent_versions": 2 if prompt_demo_provider(settings) else 1,  # the assistant: a version if a model
             "end_users": 1,
         }
     finally:
@@ -386,9 +398,17 @@ def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         # The printed curl line works as pasted: it lists the demo thread's messages.
         curl_url = re.search(r'curl -H "Authorization: Bearer \S+" (\S+)', printed)
         assert curl_url is not None, printed
-        r = httpx.get(curl_url.group(1), headers={"Authorization": f"Bearer {secret}"}, timeout=5)
-        assert r.status_code == 200, r.text
-        assert [m["role"] for m in r.json()["data"]] == ["user"]
+        # The embedded worker lets the demo FLOW agent answer the demo thread's first message at once.
+        deadline = time.monotonic() + 20
+        while True:
+            r = httpx.get(curl_url.group(1), headers={"Authorization": f"Bearer {secret}"}, timeout=5)
+            assert r.status_code == 200, r.text
+            messages = r.json()["data"]
+            if len(messages) > 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert [m["role"] for m in messages] == ["user", "assistant"], messages
+        assert "demo agent" in messages[1]["content"] and messages[1]["type"] == "button"
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0, stderr_path.read_text()
@@ -396,3 +416,20 @@ def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_a_model_the_prompt_demo_agent_is_created_inactive_and_says_how_to_turn_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from threadline.workspaces import bootstrap
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("THREADLINE_OPENAI_API_KEY", raising=False)
+    assert bootstrap.prompt_demo_provider(Settings()) is None
+    assert bootstrap.prompt_demo_provider(Settings(openai_api_key="sk-x")) == ("openai", "gpt-4o-mini")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "llama_cpp" else None)
+    assert bootstrap.prompt_demo_provider(Settings()) == ("local", "gemma-3-270m")

@@ -162,6 +162,37 @@ async def test_two_workers_one_killed_minus_9_every_job_succeeds_with_its_effect
     assert not any(row.job_id in orphaned and f"-{victim.pid}-" in row.worker_id for row in effects)
 
 
+@pytest.mark.postgres_only
+async def test_a_job_enqueued_in_another_process_starts_at_once_not_at_the_next_poll(
+    effects_engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    maker = create_sessionmaker(write_engine(effects_engine))
+    log = tmp_path / "worker.log"
+    # Polling every 60 s: only the NOTIFY sent by the enqueuing transaction can start the job in time.
+    worker = _start(["worker", "--kind", EFFECT_KIND], _env(database_url, THREADLINE_WORKER_POLL_INTERVAL_S="60"), log)
+    try:
+
+        async def listening() -> bool:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            async with effects_engine.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'threadline-worker'")
+                )
+            return bool(found)
+
+        await _until(listening, 30, "the worker to listen", [log])
+        await asyncio.sleep(0.5)  # past the worker's first claim at start-up
+        async with maker() as s, s.begin():
+            await enqueue(s, kind=EFFECT_KIND, payload={"sleep_s": 0})
+
+        async def done() -> bool:
+            return (await _states(maker, EFFECT_KIND)).get(JobState.SUCCEEDED, 0) == 1
+
+        await _until(done, 10, "the job to run (a wake-up, not the 60 s poll)", [log])
+    finally:
+        _stop(worker)
+
+
 async def test_serve_runs_the_api_and_workers_in_one_process_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'embedded.db'}"
     port = free_port()

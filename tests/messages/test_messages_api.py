@@ -32,8 +32,9 @@ async def test_message_fields_for_an_end_user_message(api: httpx.AsyncClient) ->
     assert m["metadata"] == {"a": 1} and m["attachments"] == [] and m["tool_calls"] is None
     for provider_field in ("external_id", "segments", "price", "price_currency", "error_code", "sent_at"):
         assert m[provider_field] is None
+    assert m["run"] is None and m["replies"] is None  # this thread's agent has no version to answer with
     got = (await api.get(f"/v1/threads/{thread['id']}/messages/{m['id']}")).json()
-    assert got == m
+    assert got == {k: v for k, v in m.items() if k not in ("run", "replies")}
 
 
 async def test_operator_message_is_outbound_and_names_the_operator(api: httpx.AsyncClient) -> None:

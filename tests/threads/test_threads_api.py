@@ -6,7 +6,7 @@ from tests.factories import create_agent, create_end_user, create_thread, post_m
 
 
 async def test_create_and_get_thread_pins_the_agents_current_version(api: httpx.AsyncClient) -> None:
-    agent = await create_agent(api, version={"mode": "PROMPT", "system_prompt": "be brief"})
+    agent = await create_agent(api, version={"mode": "PROMPT", "model": "gpt-4o-mini", "system_prompt": "be brief"})
     user = await create_end_user(api)
     thread = await create_thread(api, agent_id=agent["id"], end_user_id=user["id"], metadata={"k": "v"})
     assert thread["object"] == "thread"

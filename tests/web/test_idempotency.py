@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 from tests.conftest import Tenant
@@ -91,3 +92,21 @@ async def test_expired_keys_are_purged(api: httpx.AsyncClient, sessionmaker) -> 
 async def test_overlong_key_is_400(api: httpx.AsyncClient) -> None:
     r = await api.post("/v1/tags", json={"name": "x"}, headers={"Idempotency-Key": "k" * 256})
     assert r.status_code == 400 and r.json()["error"]["param"] == "Idempotency-Key"
+
+
+async def test_a_stored_response_that_shows_a_secret_once_is_encrypted_at_rest(
+    api: httpx.AsyncClient, sessionmaker: Any
+) -> None:
+    from sqlalchemy import select
+
+    from threadline.models import IdempotencyKey
+
+    headers = {"Idempotency-Key": "new-key-please"}
+    first = await api.post("/v1/api_keys", json={"scopes": ["read"]}, headers=headers)
+    assert first.status_code == 201
+    secret = first.json()["key"]
+    async with sessionmaker() as s:
+        stored = (await s.execute(select(IdempotencyKey).where(IdempotencyKey.key == "new-key-please"))).scalar_one()
+    assert secret.encode() not in stored.response_body and b'"key"' not in stored.response_body
+    replay = await api.post("/v1/api_keys", json={"scopes": ["read"]}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json() == first.json()

@@ -39,16 +39,19 @@ async def seeded(app: Any, sessionmaker: Any) -> dict[str, Any]:
     tenant = await make_tenant(sessionmaker)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=tenant.headers) as api:
-        agent = await create_agent(api, version={"mode": "PROMPT"})
+        agent = await create_agent(api, version={"mode": "PROMPT", "model": "gpt-4o-mini"})
         end_user = await create_end_user(api)
         tag = (await api.post("/v1/tags", json={"name": "fuzz"})).json()
         user = (await api.post("/v1/users", json={"email": "fuzz@example.com"})).json()
         integration = (await api.post("/v1/integrations", json={"type": "api"})).json()
+        # Before the thread and its messages, so that their events make deliveries (the server runs no worker).
+        webhook = (await api.post("/v1/webhooks", json={"url": "https://hooks.example.com/fuzz"})).json()
         thread = await create_thread(api, agent_id=agent["id"], end_user_id=end_user["id"])
         message = None
         for i in range(5):
             message = await post_message(api, thread["id"], f"**m{i}**")
         key = (await api.post("/v1/api_keys", json={"scopes": ["read"]})).json()
+        delivery = (await api.get(f"/v1/webhooks/{webhook['id']}/deliveries")).json()["data"][0]
     # The test below is synchronous: this event loop stands still while it runs, so nothing of ours may
     # be left half-done in it (a background last_used_at write would hold SQLite's write lock).
     await app.state.last_used.drain()
@@ -62,14 +65,23 @@ async def seeded(app: Any, sessionmaker: Any) -> dict[str, Any]:
         "integration_id": integration["id"],
         "thread_id": thread["id"],
         "message_id": message["id"],
+        "run_id": message["run"]["id"],
         "key_id": key["id"],
+        "webhook_id": webhook["id"],
+        "delivery_id": delivery["id"],
     }
     return {"headers": tenant.headers, "ids": ids}
 
 
 @pytest.fixture(scope="module")
-def live_base(database_url: str, engine: Any) -> Iterator[str]:
-    with live_server(database_url) as base:
+def live_base(database_url: str, engine: Any, settings: Any) -> Iterator[str]:
+    # The run's secret key: the server must decrypt what the seeding encrypted, and never create a key file.
+    # No worker runs there: a generated `wait` or `stream=true` would hold each request for the whole cap.
+    with live_server(
+        database_url,
+        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
+    ) as base:
         yield base
 
 

@@ -11,16 +11,19 @@ from tests.factories import create_agent, create_end_user, create_thread, post_m
 
 # A body that passes validation for each route that needs one, so the answer is about the ids.
 BODIES: dict[tuple[str, str], Any] = {
-    ("post", "/v1/agents/{agent_id}/versions"): {"mode": "PROMPT"},
+    ("post", "/v1/agents/{agent_id}/versions"): {"mode": "PROMPT", "model": "gpt-4o-mini"},
     ("post", "/v1/threads/{thread_id}/messages"): {"content": "x"},
     ("post", "/v1/threads/{thread_id}/read"): {},
+    ("post", "/v1/webhooks/{webhook_id}/replay"): {"after_seq": 0},
 }
 
 
 async def _other_workspace_resources(client: httpx.AsyncClient, other: Tenant) -> dict[str, str]:
     client.headers.update(other.headers)
     try:
-        agent = await create_agent(client, version={"mode": "PROMPT"})
+        # First, so that the events below make deliveries.
+        webhook = (await client.post("/v1/webhooks", json={"url": "https://hooks.example.com/t"})).json()
+        agent = await create_agent(client, version={"mode": "PROMPT", "model": "gpt-4o-mini"})
         end_user = await create_end_user(client)
         integration = (await client.post("/v1/integrations", json={"type": "api", "name": "i"})).json()
         user = (await client.post("/v1/users", json={"email": "x@example.com"})).json()
@@ -30,6 +33,7 @@ async def _other_workspace_resources(client: httpx.AsyncClient, other: Tenant) -
         )
         message = await post_message(client, thread["id"], "secret")
         key = (await client.post("/v1/api_keys", json={"scopes": ["read"]})).json()
+        delivery = (await client.get(f"/v1/webhooks/{webhook['id']}/deliveries")).json()["data"][0]
     finally:
         for name in other.headers:
             client.headers.pop(name, None)
@@ -42,7 +46,10 @@ async def _other_workspace_resources(client: httpx.AsyncClient, other: Tenant) -
         "tag_id": tag["id"],
         "thread_id": thread["id"],
         "message_id": message["id"],
+        "run_id": message["run"]["id"],
         "key_id": key["id"],
+        "webhook_id": webhook["id"],
+        "delivery_id": delivery["id"],
     }
 
 
@@ -76,6 +83,7 @@ async def test_every_route_treats_another_workspaces_ids_as_absent(
         ("/v1/end_users", "end_user_id"),
         ("/v1/integrations", "integration_id"),
         ("/v1/api_keys", "key_id"),
+        ("/v1/webhooks", "webhook_id"),
     ):
         for param in ("after", "before"):
             r = await client.get(path, params={param: ids[cursor]}, headers=tenant.headers)
@@ -93,7 +101,7 @@ async def test_every_route_treats_another_workspaces_ids_as_absent(
         assert not {item["id"] for item in listed} & set(ids.values()), path
 
     # Bodies that point at another workspace's rows are refused as unknown references.
-    own_agent = await create_agent(_as(client, tenant), version={"mode": "PROMPT"})
+    own_agent = await create_agent(_as(client, tenant), version={"mode": "PROMPT", "model": "gpt-4o-mini"})
     own_user = await create_end_user(_as(client, tenant))
     own_thread = await create_thread(_as(client, tenant), agent_id=own_agent["id"], end_user_id=own_user["id"])
     refused = [

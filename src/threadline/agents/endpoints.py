@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from threadline.agents import service
 from threadline.agents.repository import AgentRepository, AgentVersionRepository
@@ -14,9 +14,12 @@ from threadline.agents.schemas import (
     AgentVersionCreate,
     AgentVersionPage,
     AgentVersionRead,
+    AgentVersionSpec,
 )
+from threadline.config import Settings
+from threadline.errors import ValidationFailed
 from threadline.models import Agent, AgentVersion
-from threadline.models.enums import AgentType
+from threadline.models.enums import AgentMode, AgentType
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 
@@ -30,7 +33,9 @@ router = APIRouter(prefix="/agents", tags=["agents"])
     summary="Create an agent",
     description="With `version`, the agent's first version is created too, as number 1, and becomes current.",
 )
-async def create_agent(body: AgentCreate, session: SessionDep, auth: WriteAuth) -> AgentRead:
+async def create_agent(body: AgentCreate, request: Request, session: SessionDep, auth: WriteAuth) -> AgentRead:
+    if body.version is not None:
+        _check_provider(body.version, request.app.state.settings, param="version")
     agent, version = await service.create_agent(session, workspace_id=auth.workspace_id, data=body)
     return AgentRead.of(agent, version)
 
@@ -86,8 +91,9 @@ async def delete_agent(agent_id: str, session: SessionDep, auth: WriteAuth) -> R
     "the new version becomes the agent's current one.",
 )
 async def create_version(
-    agent_id: str, body: AgentVersionCreate, session: SessionDep, auth: WriteAuth
+    agent_id: str, body: AgentVersionCreate, request: Request, session: SessionDep, auth: WriteAuth
 ) -> AgentVersionRead:
+    _check_provider(body, request.app.state.settings, param=None)
     agent, version = await service.create_version(session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body)
     return AgentVersionRead.of(version, agent=agent)
 
@@ -107,3 +113,20 @@ async def get_version(agent_id: str, version_id: str, session: SessionDep, auth:
         session, workspace_id=auth.workspace_id, agent_id=agent_id, version_id=version_id
     )
     return AgentVersionRead.of(version, agent=agent)
+
+
+def _check_provider(spec: AgentVersionSpec, settings: Settings, *, param: str | None) -> None:
+    """A PROMPT version must name a provider that can do what it asks (checked now, not at run time)."""
+    if spec.mode is not AgentMode.PROMPT:
+        return
+    from threadline.runs.providers.registry import DEFAULT_PROVIDER, check_version
+
+    def where(field: str) -> str:
+        return f"{param}.{field}" if param else field
+
+    if not spec.model:
+        raise ValidationFailed("a PROMPT agent version needs a model", param=where("model"))
+    try:
+        check_version(spec.provider or DEFAULT_PROVIDER, spec.model, spec.tools, spec.settings, settings)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), param=where("provider" if "provider" in str(exc) else "settings")) from None

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel, bounded_json
@@ -29,10 +30,36 @@ Tools = Annotated[
     Field(max_length=128, description="Tool definitions (JSON objects); at most 128 and 64 KiB serialized."),
     bounded_json(64 * 1024),
 ]
+FLOW_MAX_BYTES = 256 * 1024
+_flow_size = bounded_json(FLOW_MAX_BYTES)
+
+
+def _flow_kind(value: Any) -> str | None:
+    return "object" if isinstance(value, dict) else "text" if isinstance(value, str) else None
+
+
 Flow = Annotated[
-    dict[str, Any],
-    Field(description="The scripted flow (a JSON object, at most 256 KiB serialized); FLOW mode only."),
-    bounded_json(256 * 1024),
+    Annotated[dict[str, Any], Tag("object")] | Annotated[str, Tag("text")],
+    Discriminator(
+        _flow_kind,
+        custom_error_type="flow_type",
+        custom_error_message="must be a JSON object (the flow), or YAML text of one",
+    ),
+    Field(
+        description="The scripted flow; FLOW mode only. A JSON object, or the same document as YAML text (stored, "
+        "and read back, as the JSON object it describes); at most 256 KiB. Checked on creation: a flow that "
+        "cannot run is a 422 naming the path of the problem (docs/flows.md has the format).",
+        examples=[
+            {
+                "start": "ask_name",
+                "nodes": {
+                    "ask_name": {"type": "ask", "text": "Hi! What's your name?", "var": "name", "next": "bye"},
+                    "bye": {"type": "end", "message": "Nice to meet you, {{name}}."},
+                },
+            }
+        ],
+    ),
+    _flow_size,
 ]
 VersionSettings = Annotated[
     dict[str, Any],
@@ -58,13 +85,43 @@ class AgentVersionSpec(InputModel):
 
     @field_validator("flow")
     @classmethod
-    def _flow_fits_mode(cls, flow: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    def _flow_fits_mode(cls, flow: dict[str, Any] | str | None, info: ValidationInfo) -> dict[str, Any] | None:
         mode = info.data.get("mode")
         if mode is AgentMode.FLOW and flow is None:
-            raise PydanticCustomError("flow_required", "is required in FLOW mode (a JSON object)")
+            raise PydanticCustomError("flow_required", "is required in FLOW mode (a JSON object, or YAML text)")
         if mode is AgentMode.PROMPT and flow is not None:
             raise PydanticCustomError("flow_not_allowed", "must be null or left out in PROMPT mode")
-        return flow
+        if mode is not AgentMode.FLOW or flow is None:
+            return None
+        # Imported here: the runtime package (threadline.runs) imports the domain packages, this one among them.
+        from threadline.runs.flows.schema import FlowError, parse_flow_document
+
+        try:
+            document, _ = parse_flow_document(flow)
+        except FlowError as exc:
+            raise PydanticCustomError("flow_invalid", "{problems}", {"problems": str(exc)}) from None
+        if isinstance(flow, str):
+            # YAML is terse: the object it describes may be larger than its text.
+            cast(Callable[[Any], Any], _flow_size.func)(document)
+        return document
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_known(cls, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from pydantic import ValidationError
+
+        from threadline.runs.tools import parse_tools
+
+        try:
+            parsed = parse_tools(tools)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            problem = {"where": where, "msg": first["msg"]}
+            raise PydanticCustomError("tools_invalid", "{where}: {msg}", problem) from None
+        except ValueError as exc:
+            raise PydanticCustomError("tools_invalid", "{msg}", {"msg": str(exc)}) from None
+        return [tool.model_dump(mode="json") for tool in parsed]
 
 
 class AgentVersionCreate(AgentVersionSpec):

@@ -122,7 +122,7 @@ async def _open(
     elif cursor > head:
         param = "Last-Event-ID" if last_event_id else "after"
         raise InvalidRequest(f"{param}: no event {cursor} in this workspace yet (the last is {head})", param=param)
-    stream = _stream(
+    stream = stream_events(
         request,
         workspace_id=workspace_id,
         cursor=cursor,
@@ -134,7 +134,14 @@ async def _open(
     return EventStreamResponse(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _stream(
+_RUN_ENDS = frozenset({"run.completed", "run.failed", "run.cancelled"})
+
+
+def _ends(until_run: str | None, event_type: str, object_id: str | None) -> bool:
+    return until_run is not None and event_type in _RUN_ENDS and object_id == until_run
+
+
+async def stream_events(
     request: Request,
     *,
     workspace_id: int,
@@ -143,7 +150,11 @@ async def _stream(
     patterns: list[str],
     keepalive_s: float,
     poll_s: float,
+    until_run: str | None = None,
+    deadline: float | None = None,
 ) -> AsyncIterator[bytes]:
+    """The stream's frames. ``until_run``: end after that run's final event (run.completed, .failed or
+    .cancelled); ``deadline`` (time.monotonic()): end then in any case."""
     read_maker = request.app.state.read_sessionmaker
     metrics = request.app.state.metrics
     hub: EventHub = request.app.state.events
@@ -162,11 +173,13 @@ async def _stream(
             if tail is not None:
                 await tail.refresh()
             buffered = tail.since(cursor) if tail is not None else None
+            done = False
             if buffered is not None:
                 for item in buffered:
                     if thread_id is None or item.thread_id == thread_id:
                         if not patterns or any(matches(p, item.type) for p in patterns):
                             chunks.append(item.frame)
+                        done = done or _ends(until_run, item.type, item.object_id)
                     cursor = item.seq
             else:  # behind the shared tail (resuming): read the log itself until caught up
                 reach = tail.base if tail is not None else None
@@ -177,6 +190,7 @@ async def _stream(
                     cursor = row.seq
                     if not patterns or any(matches(p, row.type) for p in patterns):
                         chunks.append(sse_frame(row.type, encode(envelope(row)), row.seq))
+                    done = done or _ends(until_run, row.type, row.data.get("id") if row.data else None)
                 full = len(rows) == BATCH
                 if not full and reach is not None:
                     # Everything up to the tail's base was committed before this read, so this read has
@@ -189,6 +203,8 @@ async def _stream(
                 yield b"".join(chunks)
                 metrics.sse_events_sent.inc(len(chunks))
                 last_write = time.monotonic()
+            if done or (deadline is not None and time.monotonic() >= deadline):
+                return
             if full:
                 continue
             idle = time.monotonic() - last_write
@@ -196,7 +212,10 @@ async def _stream(
                 yield b": keep-alive\n\n"
                 last_write = time.monotonic()
                 idle = 0
-            await sub.wait(min(poll_s, keepalive_s - idle))
+            timeout = min(poll_s, keepalive_s - idle)
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            await sub.wait(timeout)
             if not sub.changed.is_set() and tail is not None:
                 tail.want()  # the poll: look at the log even without a wake-up
     finally:

@@ -25,19 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.events import service
 from threadline.events.repository import EventRepository
 from threadline.events.schemas import encode, envelope, sse_frame, transient_envelope
+from threadline.events.transient import TRANSIENT_CHANNEL, notify_payload, register_hub
+from threadline.kit.pglisten import PgListener
 
 log = structlog.get_logger(__name__)
 
-TRANSIENT_CHANNEL = "threadline_transient"
 LISTENER_NAME = "threadline-events"  # application_name of the listening connection, for operators
-# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
-MAX_TRANSIENT_BYTES = 7900
 TAIL_CAPACITY = 1024  # events kept per workspace with live streams in this process
 TAIL_BATCH = 500
 _TRANSIENT_BACKLOG = 1000  # per subscriber; a reader that falls further behind loses the oldest deltas
@@ -78,6 +76,7 @@ class TailRow:
     seq: int
     type: str
     thread_id: uuid.UUID | None
+    object_id: str | None  # the id of what the event is about (its data's "id")
     frame: bytes  # the whole SSE message, encoded once for every stream
 
 
@@ -117,7 +116,9 @@ class WorkspaceTail:
                 while True:
                     rows = await repo.after(self.head, limit=TAIL_BATCH)
                     for row in rows:
-                        self.rows.append(TailRow(row.seq, row.type, row.thread_id, _encode_row(row)))
+                        self.rows.append(
+                            TailRow(row.seq, row.type, row.thread_id, _object_id(row.data), _encode_row(row))
+                        )
                         self.head = row.seq
                     if len(rows) < TAIL_BATCH:
                         break
@@ -136,6 +137,11 @@ class WorkspaceTail:
         return self.rows[start:]
 
 
+def _object_id(data: Any) -> str | None:
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _encode_row(row: Any) -> bytes:
     return sse_frame(row.type, encode(envelope(row)), row.seq)
 
@@ -150,15 +156,24 @@ class EventHub:
     ) -> None:
         self.read_maker = read_maker
         self.postgres_dsn = postgres_dsn
-        self.reconnect_delay_s = reconnect_delay_s
         self._subscriptions: dict[int, set[Subscription]] = {}
         self._tails: dict[int, WorkspaceTail] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._connection: Any = None
-        self._listening = asyncio.Event()
+        self._listener = (
+            PgListener(
+                postgres_dsn,
+                {service.NOTIFY_CHANNEL: self._on_stored, TRANSIENT_CHANNEL: self._on_transient},
+                name=LISTENER_NAME,
+                # Anything committed while we were not listening is read now.
+                on_connect=self._wake_all,
+                reconnect_delay_s=reconnect_delay_s,
+            )
+            if postgres_dsn is not None
+            else None
+        )
         self._publish_lock = asyncio.Lock()  # one query at a time on the listener's connection
         self._closing = False
         service.add_committed_listener(self.notify_stored)
+        register_hub(self)
 
     # ------------------------------------------------------------------------------------ subscribers
 
@@ -206,24 +221,23 @@ class EventHub:
     async def publish_transient(
         self, workspace_id: int, *, type: str, data: dict[str, Any], thread_id: str | None = None
     ) -> None:
-        """Hand a transient event to every subscriber of the workspace (or thread) in every process."""
+        """Hand a transient event to every subscriber of the workspace (or thread) in every process
+        (through this hub's own connection; code without a hub uses ``events.transient.publish``)."""
         envelope = transient_envelope(type=type, data=data, thread_id=thread_id)
-        if self.postgres_dsn is None:
-            self._deliver_transient(workspace_id, envelope)
+        if self._listener is None:
+            self.deliver_transient(workspace_id, envelope)
             return
-        payload = to_json({"w": workspace_id, "e": envelope}).decode()
-        if len(payload.encode()) > MAX_TRANSIENT_BYTES:
-            raise ValueError(f"a transient event must encode to under {MAX_TRANSIENT_BYTES} bytes")
+        payload = notify_payload(workspace_id, envelope)
         await self.start()
-        connection = self._connection
+        connection = self._listener.connection if self._listener is not None else None
         if connection is None or connection.is_closed():
             # The listener is reconnecting: this process's own subscribers still get it.
-            self._deliver_transient(workspace_id, envelope)
+            self.deliver_transient(workspace_id, envelope)
             return
         async with self._publish_lock:
             await connection.execute("SELECT pg_notify($1, $2)", TRANSIENT_CHANNEL, payload)
 
-    def _deliver_transient(self, workspace_id: int, envelope: dict[str, Any]) -> None:
+    def deliver_transient(self, workspace_id: int, envelope: dict[str, Any]) -> None:
         for sub in self._subscriptions.get(workspace_id, ()):
             sub.push(envelope)
 
@@ -231,13 +245,8 @@ class EventHub:
 
     async def start(self) -> None:
         """Start listening (PostgreSQL only); returns once the first LISTEN is in place (or failed)."""
-        if self.postgres_dsn is None or self._closing:
-            return
-        if self._listener is None or self._listener.done():
-            self._listening.clear()
-            self._listener = asyncio.create_task(self._listen_forever(), name="threadline-event-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), 5)
+        if self._listener is not None and not self._closing:
+            await self._listener.start()
 
     def close_streams(self) -> None:
         """End every live stream (the server is shutting down; clients reconnect elsewhere)."""
@@ -251,54 +260,17 @@ class EventHub:
         self.close_streams()
         service.remove_committed_listener(self.notify_stored)
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-        self._listener = None
+            await self._listener.close()
 
-    async def _listen_forever(self) -> None:
-        import asyncpg
-
-        while not self._closing:
-            lost = asyncio.Event()
-            try:
-                conn = await asyncpg.connect(self.postgres_dsn, server_settings={"application_name": LISTENER_NAME})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("events.listener_connect_failed", error=type(exc).__name__)
-                self._listening.set()  # do not hold subscribers up: polling covers until we are back
-                await asyncio.sleep(self.reconnect_delay_s)
-                continue
-            try:
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(service.NOTIFY_CHANNEL, self._on_stored)
-                await conn.add_listener(TRANSIENT_CHANNEL, self._on_transient)
-                self._connection = conn
-                self._listening.set()
-                self._wake_all()  # anything committed while we were not listening is read now
-                log.debug("events.listening")
-                await lost.wait()
-                log.warning("events.listener_lost")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("events.listener_failed", error=type(exc).__name__)
-            finally:
-                self._connection = None
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
-            await asyncio.sleep(self.reconnect_delay_s)
-
-    def _on_stored(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_stored(self, payload: str) -> None:
         try:
             self.notify_stored(int(payload))
         except ValueError:
             log.warning("events.bad_notification", channel=service.NOTIFY_CHANNEL)
 
-    def _on_transient(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_transient(self, payload: str) -> None:
         try:
             message = json.loads(payload)
-            self._deliver_transient(int(message["w"]), message["e"])
+            self.deliver_transient(int(message["w"]), message["e"])
         except (ValueError, KeyError, TypeError):
             log.warning("events.bad_notification", channel=TRANSIENT_CHANNEL)

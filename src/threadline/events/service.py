@@ -53,7 +53,7 @@ Sink = Callable[[AsyncSession, int, list[PendingEvent]], Awaitable[None]]
 _sinks: list[Sink] = []
 # Modules whose import registers threadline's own sinks; imported before the first events are written,
 # in whatever process writes them (API, worker, CLI), so no entry point can forget one.
-BUILTIN_SINK_MODULES: tuple[str, ...] = ()
+BUILTIN_SINK_MODULES: tuple[str, ...] = ("threadline.webhooks.sink",)
 _builtin_loaded = False
 # Called with a workspace id after a transaction that wrote its events commits (this process's hubs).
 _committed_listeners: set[Callable[[int], None]] = set()

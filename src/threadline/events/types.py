@@ -11,6 +11,14 @@ class EventType(StrEnum):
     THREAD_CREATED = "thread.created"
     THREAD_UPDATED = "thread.updated"
     THREAD_DELETED = "thread.deleted"
+    THREAD_HANDOFF_STARTED = "thread.handoff_started"
+    THREAD_HANDOFF_ENDED = "thread.handoff_ended"
+    RUN_QUEUED = "run.queued"
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
+    MESSAGE_DELTA = "message.delta"  # transient: a piece of a reply being written, never stored
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
+    from threadline.config import Settings
     from threadline.metrics import Metrics
 
 
@@ -32,6 +33,19 @@ class JobContext:
     worker_id: str
     enqueued_at: datetime
     metrics: Metrics | None = None  # the worker process's metrics, for handlers that record their own
+    # For handlers that must not hold their job's transaction open (e.g. while waiting on a model): they
+    # write in short transactions of their own, and make those writes idempotent (at-least-once).
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    settings: Settings | None = None  # the process's settings (providers, limits), when the worker has them
+
+
+class Reschedule(Exception):
+    """Raised by a handler whose job is not due yet: it goes back to the queue for ``delay_s`` seconds
+    from now, and the attempt does not count."""
+
+    def __init__(self, delay_s: float, reason: str = "") -> None:
+        super().__init__(reason or f"rescheduled in {delay_s} s")
+        self.delay_s = max(0.0, delay_s)
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[Any]]
@@ -77,7 +91,7 @@ task = registry.task
 
 # Modules of threadline's own tasks, imported by every worker (none yet; the agent runtime, delivery and
 # webhooks add theirs here).
-BUILTIN_TASK_MODULES: tuple[str, ...] = ()
+BUILTIN_TASK_MODULES: tuple[str, ...] = ("threadline.webhooks.tasks", "threadline.runs.tasks")
 
 
 def import_task_modules(extra: Iterable[str] = ()) -> None:

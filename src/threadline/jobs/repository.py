@@ -177,6 +177,44 @@ class JobRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def reschedule(self, *, job_id: int, worker_id: str, now: datetime, run_at: datetime) -> bool:
+        """Put a job this worker holds back in the queue for ``run_at``, the attempt not counted: it did
+        not fail, it is not its turn yet (e.g. another run of the same thread is still going)."""
+        result = await self.session.execute(
+            update(Job)
+            .where(self._held(job_id, worker_id))
+            .values(
+                state=JobState.QUEUED,
+                run_at=run_at,
+                attempts=func.max(Job.attempts - 1, 0) if self._sqlite else func.greatest(Job.attempts - 1, 0),
+                locked_by=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def postpone(self, *, job_id: int, run_at: datetime, now: datetime) -> bool:
+        """Move a queued job's start later (a debounce window sliding)."""
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED)
+            .values(run_at=run_at, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def wake(self, *, job_id: int, now: datetime) -> bool:
+        """Make a queued job due now (it was waiting for something that has just happened)."""
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.run_at > now)
+            .values(run_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def renew(self, *, job_ids: Sequence[int], worker_id: str, now: datetime, lease_s: float) -> int:
         """Extend the leases this worker still holds on ``job_ids``."""
         if not job_ids:

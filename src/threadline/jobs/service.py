@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,10 @@ from threadline.models.job import Job
 DEFAULT_MAX_ATTEMPTS = 8
 _defaults = {"max_attempts": DEFAULT_MAX_ATTEMPTS}
 _ENQUEUED = "threadline.jobs.enqueued"
+_NOTIFIED = "threadline.jobs.notified"
+# Workers in other processes LISTEN here (PostgreSQL): a NOTIFY in the enqueuing transaction reaches them
+# when it commits, so a job starts at once instead of at the next poll.
+JOBS_CHANNEL = "threadline_jobs"
 
 # Workers in this process, woken when a transaction that enqueued jobs commits.
 _wakeups: set[Callable[[], None]] = set()
@@ -44,6 +48,7 @@ def remove_wakeup(callback: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers_after_commit(session: Session) -> None:
+    session.info.pop(_NOTIFIED, None)
     if session.info.pop(_ENQUEUED, False):
         for wake in list(_wakeups):
             wake()
@@ -52,6 +57,7 @@ def _wake_workers_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_ENQUEUED, None)
+    session.info.pop(_NOTIFIED, None)
 
 
 async def enqueue(
@@ -93,8 +99,17 @@ async def enqueue(
         job = Job(**values)
         session.add(job)
         await session.flush()
-    session.info[_ENQUEUED] = True
+    await notify_workers(session)
     return job
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Wake the workers of every process when this transaction commits (once per transaction)."""
+    session.info[_ENQUEUED] = True
+    if session.info.get(_NOTIFIED) or session.get_bind().dialect.name != "postgresql":
+        return
+    session.info[_NOTIFIED] = True
+    await session.execute(select(func.pg_notify(JOBS_CHANNEL, "")))
 
 
 def _new_public_id() -> uuid.UUID:
@@ -133,7 +148,7 @@ async def retry_job(session: AsyncSession, *, job_id: str) -> Job:
     job.finished_at = None
     job.updated_at = now
     await session.flush()
-    session.info[_ENQUEUED] = True
+    await notify_workers(session)
     return job
 
 

@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from threadline.config import Settings
 from threadline.jobs import service
 from threadline.jobs.backoff import backoff_delay
-from threadline.jobs.registry import OUTBOUND_POOL, JobContext, TaskRegistry, registry
+from threadline.jobs.registry import OUTBOUND_POOL, JobContext, Reschedule, TaskRegistry, registry
 from threadline.jobs.repository import JobRepository
+from threadline.jobs.service import JOBS_CHANNEL
 from threadline.kit.clock import utcnow
+from threadline.kit.pglisten import PgListener, libpq_dsn
 from threadline.models.enums import JobState
 from threadline.models.job import Job
 
@@ -81,8 +83,10 @@ class Worker:
         tasks: TaskRegistry | None = None,
         worker_id: str | None = None,
         metrics: Metrics | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.settings = settings
         self.metrics = metrics
         self.options = options or WorkerOptions()
         self.tasks = tasks or registry
@@ -207,6 +211,8 @@ class Worker:
                     worker_id=self.id,
                     enqueued_at=job.created_at,
                     metrics=self.metrics,
+                    sessionmaker=self.sessionmaker,
+                    settings=self.settings,
                 )
                 await handler(ctx, dict(job.payload or {}))
                 # Success commits with the handler's effects, or neither does.
@@ -216,6 +222,12 @@ class Worker:
             raise  # shutdown: the transaction rolled back; _drain releases the job
         except LeaseLost:
             bound.warning("job.lease_lost")
+            return
+        except Reschedule as later:
+            now = utcnow()
+            run_at = now + timedelta(seconds=later.delay_s)
+            await self._record(lambda repo: repo.reschedule(job_id=job.id, worker_id=self.id, now=now, run_at=run_at))
+            bound.debug("job.rescheduled", delay_s=later.delay_s, reason=str(later))
             return
         except Exception as exc:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -313,23 +325,39 @@ class WorkerGroup:
         tasks = tasks or registry
         if kinds:
             options = WorkerOptions.from_settings(settings, kinds=kinds, concurrency=concurrency)
-            return cls([Worker(sessionmaker, options, tasks=tasks, metrics=metrics)])
+            return cls([Worker(sessionmaker, options, tasks=tasks, metrics=metrics, settings=settings)])
         outbound = tuple(tasks.kinds_in(OUTBOUND_POOL))
         default = WorkerOptions.from_settings(settings, exclude_kinds=outbound or None, concurrency=concurrency)
-        workers = [Worker(sessionmaker, default, tasks=tasks, metrics=metrics)]
+        workers = [Worker(sessionmaker, default, tasks=tasks, metrics=metrics, settings=settings)]
         if outbound:
             options = WorkerOptions.from_settings(
                 settings, kinds=outbound, concurrency=settings.worker_outbound_concurrency
             )
-            workers.append(Worker(sessionmaker, options, tasks=tasks, metrics=metrics))
+            workers.append(Worker(sessionmaker, options, tasks=tasks, metrics=metrics, settings=settings))
         return cls(workers)
 
     @property
     def id(self) -> str:
         return self.workers[0].id
 
+    def wake(self) -> None:
+        for w in self.workers:
+            w.wake()
+
     async def run(self) -> None:
-        await asyncio.gather(*(w.run() for w in self.workers))
+        """Run the workers; on PostgreSQL also listen for jobs enqueued by other processes."""
+        listener = None
+        engine = self.workers[0].sessionmaker.kw.get("bind")
+        if engine is not None and engine.dialect.name == "postgresql":
+            listener = PgListener(
+                libpq_dsn(engine.url), {JOBS_CHANNEL: lambda _payload: self.wake()}, name="threadline-worker"
+            )
+            await listener.start(wait_s=2)
+        try:
+            await asyncio.gather(*(w.run() for w in self.workers))
+        finally:
+            if listener is not None:
+                await listener.close()
 
     def stop(self) -> None:
         for w in self.workers:

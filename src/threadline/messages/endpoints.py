@@ -1,23 +1,33 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.errors import InvalidRequest
+from threadline.events.endpoints import EventStreamResponse, stream_events
+from threadline.events.repository import EventRepository
+from threadline.events.service import pending_events
+from threadline.events.types import EventType
 from threadline.kit.ids import parse_uuid
 from threadline.messages import service
 from threadline.messages.rendering import MessageRenderer, OutputMode
 from threadline.messages.schemas import (
     MarkRead,
     MessageCreate,
+    MessageCreated,
     MessagePage,
     MessageRead,
     MessageUpdate,
     ReadReceipt,
 )
-from threadline.models import Message
+from threadline.models import Message, Run
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role
+from threadline.runs.repository import RunRepository
+from threadline.runs.schemas import run_read
+from threadline.runs.waiting import wait_for_run
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 from threadline.web.responses import json_response
@@ -47,10 +57,72 @@ def _canonical(thread_id: str) -> str:
     return str(uid) if uid is not None else thread_id
 
 
-@router.post("/messages", status_code=201, response_model=MessageRead, summary="Add a message to a thread")
-async def create_message(thread_id: str, body: MessageCreate, session: SessionDep, auth: WriteAuth) -> Response:
+@router.post(
+    "/messages",
+    status_code=201,
+    response_model=MessageCreated,
+    responses={
+        201: {
+            "description": "The created message (JSON), or with `stream=true` a stream of Server-Sent Events "
+            "(the thread's events from this message's `message.created` to the end of its run).",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Add a message to a thread",
+    description="An end-user message (role `user`) on an active, unblocked thread makes the agent answer: the "
+    "response names the `run`. With `wait=N` the response comes when the run has finished or after N seconds "
+    "(capped by THREADLINE_MESSAGE_WAIT_MAX_S), whichever is first, and holds the agent's `replies` so far.",
+)
+async def create_message(
+    thread_id: str,
+    body: MessageCreate,
+    request: Request,
+    session: SessionDep,
+    auth: WriteAuth,
+    wait: Annotated[
+        float | None,
+        Query(ge=0, le=3600, description="Seconds to wait for the agent's replies (capped by the server)."),
+    ] = None,
+    stream: Annotated[
+        bool,
+        Query(
+            description="Answer as Server-Sent Events: this message, the run's token deltas, tool calls as they "
+            "happen, its reply messages, and its end (`run.completed`/`failed`/`cancelled`), then close."
+        ),
+    ] = False,
+) -> Response:
+    if stream and request.headers.get("idempotency-key"):
+        raise InvalidRequest(
+            "Idempotency-Key cannot be used with stream=true (a live stream cannot be replayed)",
+            param="Idempotency-Key",
+        )
     message = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
-    return await _render_one(session, auth.workspace_id, thread_id, message, status_code=201)
+    repo = RunRepository(session, auth.workspace_id)
+    run = await repo.answering(message.thread_id, message.seq) if message.role is Role.USER else None
+    if stream:
+        return await _stream_answer(request, session, auth.workspace_id, message, run)
+    replies: list[Message] | None = None
+    if wait is not None:
+        replies = []
+        if run is not None:
+            # The run cannot start before this commits: commit now, then wait without holding anything.
+            await request.state.db.commit_early()
+            settings = request.app.state.settings
+            run, replies = await wait_for_run(
+                request.app.state.events,
+                request.app.state.read_sessionmaker,
+                auth.workspace_id,
+                run,
+                seconds=min(wait, settings.message_wait_max_s),
+                poll_s=settings.events_poll_interval_s,
+            )
+    renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(
+        session, auth.workspace_id, [message, *(replies or [])]
+    )
+    body_out = renderer(message)
+    body_out["run"] = run_read(run, await repo.references([run])) if run is not None else None
+    body_out["replies"] = [renderer(r) for r in replies] if replies is not None else None
+    return json_response(body_out, 201)
 
 
 @router.get(
@@ -111,3 +183,34 @@ async def update_message(
 async def mark_read(thread_id: str, body: MarkRead, session: SessionDep, auth: WriteAuth) -> ReadReceipt:
     count, at = await service.mark_read(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
     return ReadReceipt(thread_id=_canonical(thread_id), marked=count, read_at=at)
+
+
+async def _stream_answer(
+    request: Request, session: AsyncSession, workspace_id: int, message: Message, run: Run | None
+) -> Response:
+    """Commit, then stream the thread's events from this message's ``message.created`` until the run ends."""
+    created = next(
+        p
+        for p in pending_events(session)
+        if p.type == EventType.MESSAGE_CREATED and p.data.get("id") == str(message.public_id)
+    )
+    await request.state.db.commit_early()
+    async with request.app.state.read_sessionmaker() as reader:
+        row = await EventRepository(reader, workspace_id).by_public_id(created.public_id)
+    assert row is not None  # committed just above
+    settings = request.app.state.settings
+    thread_uid = created.thread_id
+    frames = stream_events(
+        request,
+        workspace_id=workspace_id,
+        cursor=row.seq - 1,
+        thread_id=thread_uid,
+        patterns=[],
+        keepalive_s=settings.sse_keepalive_s,
+        poll_s=settings.events_poll_interval_s,
+        until_run=str(run.public_id) if run is not None else None,
+        deadline=time.monotonic() + (settings.message_wait_max_s if run is not None else 0),
+    )
+    return EventStreamResponse(
+        frames, status_code=201, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -17,8 +17,9 @@ _COLUMNS = tuple(Message.__table__.c)
 
 
 class MessageRepository(WorkspaceRepository):
-    async def claim_next_seq(self, thread_public_id: str, *, now: datetime) -> tuple[int, int, int | None] | None:
-        """Take the thread's next message number: (thread id, seq, integration id), or None if no thread.
+    async def claim_next_seq(self, thread_public_id: str, *, now: datetime) -> Any | None:
+        """Take the thread's next message number; returns the row (id, last_seq, integration_id, active,
+        blocked, agent_version_id) as it is after the claim, or None if there is no such thread.
 
         The UPDATE locks the thread row until the transaction ends, so the writers of one thread commit
         one after another, in ``seq`` order: a reader paging by ``seq`` can never see 7 before 6 exists.
@@ -36,10 +37,16 @@ class MessageRepository(WorkspaceRepository):
                 last_message_at=now,
                 updated_at=now,
             )
-            .returning(Thread.id, Thread.last_seq, Thread.integration_id)
+            .returning(
+                Thread.id,
+                Thread.last_seq,
+                Thread.integration_id,
+                Thread.active,
+                Thread.blocked,
+                Thread.agent_version_id,
+            )
         )
-        row = (await self.session.execute(stmt)).one_or_none()
-        return (row.id, row.last_seq, row.integration_id) if row is not None else None
+        return (await self.session.execute(stmt)).one_or_none()
 
     async def channel_of(self, integration_id: int | None) -> ChannelType:
         if integration_id is None:

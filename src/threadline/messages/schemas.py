@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role, SentBy, Source
+from threadline.runs.schemas import RunRead
 
 MAX_CONTENT = 64 * 1024
 JsonObjects = Annotated[list[dict[str, Any]], Field(max_length=100)]
@@ -107,3 +108,14 @@ class MessageRead(OutputModel):
 
 
 MessagePage = ListPage[MessageRead]
+
+
+class MessageCreated(MessageRead):
+    """The created message, the run that will answer it, and (with ``wait``) the replies so far."""
+
+    run: RunRead | None = Field(
+        default=None, description="The run answering this message: end-user messages on threads whose agent answers."
+    )
+    replies: list[MessageRead] | None = Field(
+        default=None, description="With `wait`: the agent's replies produced within that time (else null)."
+    )

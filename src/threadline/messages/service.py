@@ -29,6 +29,8 @@ from threadline.models.enums import (
     SentBy,
     Source,
 )
+from threadline.runs import service as runs
+from threadline.runs.repository import RunRepository
 from threadline.threads.repository import ThreadRepository
 
 _INTERNAL_ROLES = frozenset({Role.SYSTEM, Role.TOOL, Role.HIDDEN})
@@ -55,6 +57,8 @@ class NewMessage:
     external_id: str | None = None
     provider_account_id: str | None = None
     run_id: int | None = None
+    start_run: bool = True  # an end-user message makes the agent answer (when the thread lets it)
+    debounce_s: float | None = None  # None: the agent version's or the channel's window
 
 
 def _sent_by(new: NewMessage) -> SentBy:
@@ -87,10 +91,14 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     claimed = await repo.claim_next_seq(thread_id, now=now)
     if claimed is None:
         raise NotFound(f"no thread with id '{thread_id}'")
-    thread_key, seq, integration_id = claimed
+    thread_key, seq, integration_id = claimed.id, claimed.last_seq, claimed.integration_id
     channel = await repo.channel_of(integration_id)
     direction = Direction.INBOUND if new.role is Role.USER else Direction.OUTBOUND
-    status = _initial_status(new, direction, channel)
+    version = None
+    if new.role is Role.USER and claimed.agent_version_id is not None:
+        version = await RunRepository(session, workspace_id).version_settings(claimed.agent_version_id)
+    discard = version is not None and version[0]
+    status = MessageStatus.DISCARDED if discard and new.status is None else _initial_status(new, direction, channel)
     message = Message(
         workspace_id=workspace_id,
         thread_id=thread_key,
@@ -122,7 +130,38 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     await session.flush()
     thread_uid = parse_uuid(thread_id)
     await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
+    if version is not None and not discard and claimed.active and not claimed.blocked and new.start_run:
+        await runs.request_run(
+            session,
+            workspace_id=workspace_id,
+            thread_id=thread_key,
+            thread_public_id=thread_uid,
+            agent_version_id=claimed.agent_version_id,
+            message_id=message.id,
+            message_seq=seq,
+            debounce_s=_debounce(version[1], channel, new.debounce_s),
+            now=now,
+        )
     return message
+
+
+def _debounce(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
+    """The debounce window: the caller's, else the agent version's ``debounce_s``, else the channel's."""
+    if override is not None:
+        return override
+    configured = version_settings.get("debounce_s")
+    if isinstance(configured, int | float) and not isinstance(configured, bool) and 0 <= configured <= 60:
+        return float(configured)
+    return _debounce_defaults["messaging" if channel is not ChannelType.API else "api"]
+
+
+_debounce_defaults = {"api": 0.0, "messaging": 2.0}
+
+
+def configure(*, debounce_s: float, debounce_messaging_s: float) -> None:
+    """Set the process's default debounce windows (from settings, at start-up)."""
+    _debounce_defaults["api"] = debounce_s
+    _debounce_defaults["messaging"] = debounce_messaging_s
 
 
 async def _record(

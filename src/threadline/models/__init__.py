@@ -8,9 +8,11 @@ from threadline.models.idempotency_key import IdempotencyKey
 from threadline.models.integration import Integration
 from threadline.models.job import Job
 from threadline.models.message import Message
+from threadline.models.run import Run, RunStatus
 from threadline.models.tag import Tag
 from threadline.models.thread import Thread, thread_assignees, thread_tags
 from threadline.models.user import User
+from threadline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from threadline.models.workspace import Workspace
 
 __all__ = [
@@ -23,9 +25,14 @@ __all__ = [
     "Integration",
     "Job",
     "Message",
+    "Run",
+    "RunStatus",
     "Tag",
     "Thread",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Workspace",
     "thread_assignees",
     "thread_tags",

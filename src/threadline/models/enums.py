@@ -99,3 +99,11 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
+
+
+class WebhookDeliveryStatus(StrEnum):
+    """pending (an attempt is due or running) -> succeeded, or failed after the last retry (or when disabled)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

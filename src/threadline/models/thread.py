@@ -59,6 +59,8 @@ class Thread(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A FLOW agent's place in its flow and its variables (survives restarts; reset with the version).
+    flow_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
     tags: Mapped[list[Tag]] = relationship(secondary=thread_tags, lazy="raise", order_by=Tag.name)
     assignees: Mapped[list[User]] = relationship(secondary=thread_assignees, lazy="raise", order_by=User.id)

@@ -67,8 +67,19 @@ async def list_threads(
     return await ThreadRepository(session, workspace_id).page(page, filters)
 
 
-async def update_thread(session: AsyncSession, *, workspace_id: int, thread_id: str, data: ThreadUpdate) -> Thread:
-    """Change only the fields present in ``data``; tags and assigned_to replace the whole set."""
+async def update_thread(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    thread_id: str,
+    data: ThreadUpdate,
+    by: str = "api",
+    handoff_reason: str | None = None,
+) -> Thread:
+    """Change only the fields present in ``data``; tags and assigned_to replace the whole set.
+
+    ``active`` going false is a handoff to a human (``thread.handoff_started``), going true hands the
+    thread back to the agent (``thread.handoff_ended``); ``by`` says who did it (api, agent, flow)."""
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
     fields = data.model_fields_set
@@ -96,6 +107,21 @@ async def update_thread(session: AsyncSession, *, workspace_id: int, thread_id: 
         thread.updated_at = utcnow()
         await session.flush()
         await _record(session, repo, thread, EventType.THREAD_UPDATED, changes)
+        if "active" in changes:
+            events.record(
+                session,
+                workspace_id=workspace_id,
+                type=EventType.THREAD_HANDOFF_ENDED if thread.active else EventType.THREAD_HANDOFF_STARTED,
+                data={
+                    "object": "handoff",
+                    "thread_id": str(thread.public_id),
+                    "to": "agent" if thread.active else "human",
+                    "by": by,
+                    "reason": handoff_reason,
+                    "assigned_to": [str(u.public_id) for u in thread.assignees],
+                },
+                thread_id=thread.public_id,
+            )
     return thread
 
 

@@ -5,13 +5,15 @@ that same transaction, so a key is saved exactly when what the request created i
 request with the same key blocks on the claim until the first one ends, then replays its response.
 Only successful (< 400) responses are kept: on an error the transaction, claim included, is rolled
 back, so a client can fix a rejected request and retry with the same key.
-Keys expire after ``idempotency_ttl_hours``.
+Keys expire after ``idempotency_ttl_hours``. Stored responses are encrypted (``kit.secrets``): some carry a
+secret shown once (a new API key, a webhook's signing secret), which must not sit readable in the database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.kit.clock import utcnow
+from threadline.kit.secrets import SecretBox, SecretDecryptionError
 from threadline.models import IdempotencyKey
 from threadline.web.deps import resolve_principal
 from threadline.web.errors import send_error
@@ -32,9 +35,10 @@ _REPLAYED_HEADERS = (b"content-type", b"location")
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, ttl_hours: int) -> None:
+    def __init__(self, app: ASGIApp, ttl_hours: int, box: Callable[[], SecretBox]) -> None:
         self.app = app
         self.ttl = timedelta(hours=ttl_hours)
+        self.box = box
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -65,7 +69,7 @@ class IdempotencyMiddleware:
             await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
             existing = None
         if existing is not None:
-            await _replay_or_reject(scope, send, existing, fingerprint)
+            await _replay_or_reject(scope, send, existing, fingerprint, self.box)
             return
 
         # Claim the key before doing the work: a concurrent request with the same key waits here on the
@@ -99,7 +103,7 @@ class IdempotencyMiddleware:
                     "a concurrent request with this Idempotency-Key did not complete; retry",
                 )
                 return
-            await _replay_or_reject(scope, send, winner, fingerprint)
+            await _replay_or_reject(scope, send, winner, fingerprint, self.box)
             return
 
         captured: list[Message] = []
@@ -112,7 +116,8 @@ class IdempotencyMiddleware:
         if start["status"] < 400:
             # Stored in the same transaction as the work; on >= 400 the session layer rolls both back.
             claim.status_code = start["status"]
-            claim.response_body = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
+            body_out = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
+            claim.response_body = self.box().encrypt_bytes(body_out)
             claim.response_headers = json.dumps(
                 {k.decode(): v.decode("latin-1") for k, v in start.get("headers", []) if k in _REPLAYED_HEADERS}
             )
@@ -129,7 +134,9 @@ async def _load(session: Any, workspace_id: int, key: str) -> IdempotencyKey | N
     return row
 
 
-async def _replay_or_reject(scope: Scope, send: Send, row: IdempotencyKey, fingerprint: str) -> None:
+async def _replay_or_reject(
+    scope: Scope, send: Send, row: IdempotencyKey, fingerprint: str, box: Callable[[], SecretBox]
+) -> None:
     if row.fingerprint != fingerprint:
         await _send_error(
             scope,
@@ -140,11 +147,23 @@ async def _replay_or_reject(scope: Scope, send: Send, row: IdempotencyKey, finge
             "use a new key for a new request",
         )
         return
+    try:
+        body = box().decrypt_bytes(row.response_body)
+    except SecretDecryptionError:
+        await _send_error(
+            scope,
+            send,
+            409,
+            "idempotency_response_unreadable",
+            "the stored response of this Idempotency-Key can no longer be read (the server's secret keys changed); "
+            "use a new key",
+        )
+        return
     headers = [(k.encode(), v.encode("latin-1")) for k, v in json.loads(row.response_headers or "{}").items()]
     headers.append((b"idempotent-replayed", b"true"))
-    headers.append((b"content-length", str(len(row.response_body)).encode()))
+    headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": row.response_body})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:

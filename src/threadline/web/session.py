@@ -8,6 +8,7 @@ BEGIN IMMEDIATE (see db.engine) so concurrent writers queue instead of failing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,11 +26,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class SessionHolder:
     """Creates the request's session on first use, so requests that never touch the database pay nothing."""
 
-    __slots__ = ("_maker", "_session")
+    __slots__ = ("_maker", "_release", "_session")
 
-    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, maker: async_sessionmaker[AsyncSession], release: Callable[[], None] | None = None) -> None:
         self._maker = maker
         self._session: AsyncSession | None = None
+        self._release = release
 
     @property
     def session(self) -> AsyncSession:
@@ -44,6 +46,13 @@ class SessionHolder:
     async def commit(self) -> None:
         if self._session is not None:
             await self._session.commit()
+
+    async def commit_early(self) -> None:
+        """Commit now, before the response (a handler that then waits for work its commit starts, e.g. an
+        agent's reply), and let this process's other writers go (SQLite's per-process write queue)."""
+        await self.commit()
+        if self._release is not None:
+            self._release()
 
     async def rollback(self) -> None:
         if self._session is not None:
@@ -75,16 +84,33 @@ class DatabaseSessionMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["method"] not in SAFE_METHODS and self.write_lock is not None:
-            async with self.write_lock:
-                await self._handle(scope, receive, send, self.write_maker)
+            lock = self.write_lock
+            await lock.acquire()
+            held = True
+
+            def release() -> None:
+                nonlocal held
+                if held:
+                    held = False
+                    lock.release()
+
+            try:
+                await self._handle(scope, receive, send, self.write_maker, release)
+            finally:
+                release()
         else:
             maker = self.read_maker if scope["method"] in SAFE_METHODS else self.write_maker
             await self._handle(scope, receive, send, maker)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, maker: async_sessionmaker[AsyncSession]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        maker: async_sessionmaker[AsyncSession],
+        release: Callable[[], None] | None = None,
     ) -> None:
-        holder = SessionHolder(maker)
+        holder = SessionHolder(maker, release)
         scope.setdefault("state", {})["db"] = holder
         finished = False
 

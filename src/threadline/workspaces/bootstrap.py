@@ -6,7 +6,9 @@ stdout of a first start is read by the person who started it.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -29,11 +31,76 @@ BOOTSTRAP_KEY_NAME = "bootstrap admin"
 # Any constant bigint works; this one spells "threadln" in ASCII so it is recognisable in pg_locks.
 ADVISORY_LOCK_ID = 0x7468726561646C6E
 
+# The demo agent answers at once, with no key and no network: a greeting with buttons, a captured name,
+# a branch, a handoff to a human and an end. docs/flows.md walks through it.
 DEMO_FLOW: dict[str, Any] = {
+    "version": 1,
+    "description": "The demo agent: a greeting with buttons, a captured name, a branch, a handoff to a human.",
     "start": "greet",
     "nodes": {
-        "greet": {"type": "send_text", "text": "Hi! I'm the threadline demo agent.", "next": "end"},
-        "end": {"type": "end"},
+        "greet": {
+            "type": "ask",
+            "text": "Hi {{name | there}}! I'm the threadline demo agent, a scripted flow: no AI key, no network. "
+            "What can I do for you?",
+            "buttons": [
+                {"title": "Talk to sales", "payload": "sales"},
+                {"title": "Get support", "payload": "support"},
+            ],
+            "var": "topic",
+            "validate": {
+                "buttons": True,
+                "message": "Please pick one: Talk to sales, or Get support.",
+                "max_attempts": 3,
+                "on_invalid": "human",
+            },
+            "next": "ask_name",
+        },
+        "ask_name": {
+            "type": "ask",
+            "text": "Happy to help. What's your name?",
+            "var": "name",
+            "validate": {"regex": r"\S.{0,79}", "message": "Sorry, I missed that. What's your name?"},
+            "next": "route",
+        },
+        "route": {
+            "type": "branch",
+            "cases": [{"var": "topic", "equals": "sales", "next": "sales"}],
+            "default": "support",
+        },
+        "sales": {
+            "type": "handoff",
+            "message": "Thanks, {{name}}! I'm passing you to our sales team: a person will answer here shortly.",
+            "reason": "{{name}} wants to talk to sales",
+            "tags": ["sales"],
+        },
+        "support": {
+            "type": "ask",
+            "text": "Thanks, {{name}}. In a few words, what do you need help with?",
+            "var": "issue",
+            "next": "triage",
+        },
+        "triage": {
+            "type": "branch",
+            "cases": [
+                {"keyword": ["human", "person", "operator", "someone"], "next": "human"},
+                {"keyword": ["password", "log in", "login", "sign in"], "next": "password"},
+            ],
+            "default": "noted",
+        },
+        "password": {
+            "type": "send",
+            "text": "To reset your password, open Settings > Security and choose Reset password: "
+            "the link comes by email.",
+            "next": "done",
+        },
+        "noted": {"type": "send", "text": 'Noted: "{{issue}}". Our support team will follow up.', "next": "done"},
+        "done": {"type": "end", "message": "Anything else, {{name}}? Just write again and I'll start over."},
+        "human": {
+            "type": "handoff",
+            "message": "Let me get you a person: someone from our team will answer here shortly.",
+            "reason": "asked for a human",
+            "tags": ["support"],
+        },
     },
 }
 
@@ -47,6 +114,8 @@ class Bootstrapped:
     agent_id: str
     end_user_id: str
     thread_id: str
+    prompt_agent_id: str = ""
+    prompt_agent_note: str = ""
 
 
 async def bootstrap_if_empty(
@@ -58,7 +127,7 @@ async def bootstrap_if_empty(
     advisory lock, on SQLite on the write lock (BEGIN IMMEDIATE); whoever comes second finds a
     workspace and leaves.
     """
-    created = await _seed_if_empty(sessionmaker)
+    created = await _seed_if_empty(sessionmaker, settings)
     if created is None:
         return
     log.info(
@@ -73,7 +142,7 @@ async def bootstrap_if_empty(
     stream.flush()
 
 
-async def _seed_if_empty(sessionmaker: async_sessionmaker[AsyncSession]) -> Bootstrapped | None:
+async def _seed_if_empty(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Bootstrapped | None:
     async with sessionmaker() as session:
         # A read first, so that every start after the first takes no lock at all.
         if await any_workspace(session):
@@ -85,10 +154,10 @@ async def _seed_if_empty(sessionmaker: async_sessionmaker[AsyncSession]) -> Boot
             await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
         if await any_workspace(session):
             return None
-        return await _seed(session)
+        return await _seed(session, settings)
 
 
-async def _seed(session: AsyncSession) -> Bootstrapped:
+async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
     workspace = await create_workspace(session, name=DEFAULT_WORKSPACE)
     key, secret = await create_key(
         session,
@@ -99,7 +168,7 @@ async def _seed(session: AsyncSession) -> Bootstrapped:
     agent = Agent(
         workspace_id=workspace.id,
         name="Demo agent",
-        description="A scripted flow that greets whoever writes to it.",
+        description="A scripted flow: a greeting with buttons, a captured name, a branch, a handoff to a human.",
         type=AgentType.TEXT,
     )
     session.add(agent)
@@ -128,7 +197,10 @@ async def _seed(session: AsyncSession) -> Bootstrapped:
         thread_id=str(thread.public_id),
         new=NewMessage(role=Role.USER, content="Hello! This is the demo user's first message."),
     )
+    prompt_agent, note = await _prompt_demo_agent(session, workspace.id, settings)
     return Bootstrapped(
+        prompt_agent_id=str(prompt_agent.public_id),
+        prompt_agent_note=note,
         workspace_name=workspace.name,
         workspace_id=str(workspace.public_id),
         key_id=str(key.public_id),
@@ -137,6 +209,71 @@ async def _seed(session: AsyncSession) -> Bootstrapped:
         end_user_id=str(end_user.public_id),
         thread_id=str(thread.public_id),
     )
+
+
+PROMPT_DEMO_SYSTEM_PROMPT = (
+    "You are the threadline demo assistant. Answer briefly and kindly. If the person asks for a human, "
+    "call the handoff_to_human tool."
+)
+
+
+def prompt_demo_provider(settings: Settings) -> tuple[str, str] | None:
+    """(provider, model) for the PROMPT demo agent: an OpenAI-compatible server when one is configured (a key,
+    or a base URL other than OpenAI's: Ollama and vLLM need no key), else the local model when its extra is
+    installed, else None."""
+    configured_url = settings.openai_base_url.rstrip("/") != "https://api.openai.com/v1"
+    if settings.openai_api_key is not None or configured_url:
+        return "openai", settings.openai_model
+    if importlib.util.find_spec("llama_cpp") is not None:
+        return "local", "gemma-3-270m"
+    return None
+
+
+async def _prompt_demo_agent(session: AsyncSession, workspace_id: int, settings: Settings) -> tuple[Agent, str]:
+    """The PROMPT demo agent: answering through the configured provider, or without a version (it does not
+    answer) and a description that says how to turn it on."""
+    choice = prompt_demo_provider(settings)
+    how = (
+        "To turn it on, configure a model (THREADLINE_OPENAI_BASE_URL and OPENAI_API_KEY for OpenAI, Ollama, "
+        "vLLM, LM Studio or llama.cpp; or install threadline[local]) and add a version: "
+        "POST /v1/agents/{id}/versions with mode PROMPT, provider and model."
+    )
+    agent = Agent(
+        workspace_id=workspace_id,
+        name="Demo assistant",
+        description=(
+            f"A PROMPT agent answering with {choice[0]} model {choice[1]}." if choice else f"Inactive: no model. {how}"
+        ),
+        type=AgentType.TEXT,
+    )
+    session.add(agent)
+    await session.flush()
+    if choice is None:
+        return agent, f"A PROMPT demo agent was created inactive (no model configured). {how}"
+    provider, model = choice
+    tools = [{"type": "handoff_to_human", "name": "handoff_to_human"}]
+    settings_json: dict[str, Any] = {}
+    if provider == "local":
+        tools, settings_json = [], {}  # the local model cannot choose tools by itself
+    version = AgentVersion(
+        workspace_id=workspace_id,
+        agent_id=agent.id,
+        number=1,
+        name="v1",
+        mode=AgentMode.PROMPT,
+        provider=provider,
+        model=model,
+        system_prompt=PROMPT_DEMO_SYSTEM_PROMPT,
+        temperature=0.3,
+        max_tokens=300,
+        tools=tools,
+        settings=settings_json,
+    )
+    session.add(version)
+    await session.flush()
+    agent.current_version_id = version.id
+    label = "the local model (weak, for trying offline)" if provider == "local" else f"{provider} model {model}"
+    return agent, f"A PROMPT demo agent 'Demo assistant' answers with {label}."
 
 
 def base_url(settings: Settings) -> str:
@@ -162,9 +299,16 @@ def banner(created: Bootstrapped, settings: Settings) -> str:
         "",
         f"    THREADLINE_API_KEY={created.secret}",
         "",
-        "  Try it:",
+        "  Read the demo thread (the demo agent, a scripted flow, answers its first message at once):",
         "",
         f'    curl -H "Authorization: Bearer {created.secret}" {url}/v1/threads/{created.thread_id}/messages',
+        "",
+        '  Write to the demo agent and get its reply (in "replies"):',
+        "",
+        f'    curl -H "Authorization: Bearer {created.secret}" -H "Content-Type: application/json" '
+        f'-d \'{{"content": "Get support"}}\' "{url}/v1/threads/{created.thread_id}/messages?wait=10"',
+        "",
+        textwrap.fill(created.prompt_agent_note, width=78, initial_indent="  ", subsequent_indent="  "),
         "",
         f"  API docs: {url}/docs    More keys: threadline keys create --workspace "
         f"{created.workspace_name} --scopes read,write",

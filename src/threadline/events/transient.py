@@ -1,0 +1,54 @@
+"""Publishing transient events (token deltas) from any process: API or worker.
+
+They are never stored. On PostgreSQL they go out with ``NOTIFY threadline_transient`` (every process's
+hub listens); on SQLite they are handed to the hubs of this process (``threadline serve`` runs the
+workers in the API process, so its streams get them).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import to_json
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threadline.events.schemas import transient_envelope
+
+if TYPE_CHECKING:
+    from threadline.events.hub import EventHub
+
+TRANSIENT_CHANNEL = "threadline_transient"
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_TRANSIENT_BYTES = 7900
+
+_local_hubs: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+
+def register_hub(hub: EventHub) -> None:
+    _local_hubs.add(hub)
+
+
+def notify_payload(workspace_id: int, envelope: dict[str, Any]) -> str:
+    payload = to_json({"w": workspace_id, "e": envelope}).decode()
+    if len(payload.encode()) > MAX_TRANSIENT_BYTES:
+        raise ValueError(f"a transient event must encode to under {MAX_TRANSIENT_BYTES} bytes")
+    return payload
+
+
+async def publish(
+    engine: AsyncEngine, workspace_id: int, *, type: str, data: dict[str, Any], thread_id: str | None = None
+) -> None:
+    """Hand a transient event to every live stream of the workspace (or thread), in every process."""
+    envelope = transient_envelope(type=type, data=data, thread_id=thread_id)
+    if engine.dialect.name == "postgresql":
+        payload = notify_payload(workspace_id, envelope)
+        async with engine.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": TRANSIENT_CHANNEL, "payload": payload}
+            )
+            await conn.commit()
+        return
+    for hub in list(_local_hubs):
+        hub.deliver_transient(workspace_id, envelope)

@@ -1,0 +1,96 @@
+"""What a PROMPT agent sees: its system prompt, who it talks to, and as much recent history as fits.
+
+History is counted in the model's own tokens (``Provider.count_tokens``), newest first, until the budget
+(the context window less the reply's ``max_tokens``, the tool definitions and the system prompt) is
+spent. Roles map as the chat APIs expect: the end user is ``user``; the agent's replies and the human
+operators' messages are ``assistant`` (an operator's marked as such, so the model knows a human spoke);
+system notes, hidden messages, tool records and discarded messages are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadline.models.enums import MessageStatus, Role, SentBy
+from threadline.runs.providers.base import ChatMessage, Provider, ToolSpec
+
+OPERATOR_NOTE = (
+    "Part of this conversation was handled by a human operator (their messages are marked "
+    "'[human operator]'). Do not repeat or contradict what they said; continue from where they left off."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    seq: int
+    role: Role
+    sent_by: SentBy
+    content: str
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    display_name: str | None = None
+    address: str | None = None
+    channel: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def system_prompt(base: str | None, end_user: Participant, *, operator_spoke: bool) -> str:
+    parts = [base.strip()] if base and base.strip() else []
+    about: dict[str, Any] = {k: v for k, v in (("name", end_user.display_name), ("channel", end_user.channel)) if v}
+    if end_user.info:
+        about["info"] = end_user.info
+    if about:
+        parts.append("About the person you are talking to: " + json.dumps(about, ensure_ascii=False, default=str))
+    if operator_spoke:
+        parts.append(OPERATOR_NOTE)
+    return "\n\n".join(parts)
+
+
+def _chat(item: HistoryItem) -> ChatMessage | None:
+    if item.status is MessageStatus.DISCARDED or not item.content:
+        return None
+    if item.role is Role.USER:
+        return ChatMessage(role="user", content=item.content)
+    if item.role is Role.ASSISTANT:
+        if item.sent_by is SentBy.OPERATOR:
+            return ChatMessage(role="assistant", content=f"[human operator] {item.content}")
+        return ChatMessage(role="assistant", content=item.content)
+    return None  # system notes, hidden and tool messages are not the conversation
+
+
+def build(
+    provider: Provider,
+    *,
+    model: str,
+    base_prompt: str | None,
+    end_user: Participant,
+    history: list[HistoryItem],
+    tools: tuple[ToolSpec, ...],
+    max_tokens: int | None,
+    context_window: int | None = None,
+) -> tuple[ChatMessage, ...]:
+    """The messages of the first model call: system, then the newest history that fits, oldest first."""
+    operator_spoke = any(h.sent_by is SentBy.OPERATOR for h in history)
+    system = ChatMessage(role="system", content=system_prompt(base_prompt, end_user, operator_spoke=operator_spoke))
+    window = context_window or provider.context_window(model)
+    budget = window - (max_tokens or 0) - provider.count_tokens((system,), tools, model=model)
+    chosen: list[ChatMessage] = []
+    for item in sorted(history, key=lambda h: h.seq, reverse=True):
+        message = _chat(item)
+        if message is None:
+            continue
+        cost = provider.count_tokens((message,), model=model)
+        if cost > budget:
+            break
+        budget -= cost
+        chosen.append(message)
+    chosen.reverse()
+    # A chat must not open with the assistant on some servers; the dropped prefix is older history anyway.
+    while chosen and chosen[0].role != "user":
+        chosen.pop(0)
+    return (system, *chosen)

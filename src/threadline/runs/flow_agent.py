@@ -1,0 +1,53 @@
+"""A FLOW agent's answer: one turn of its flow (runs.flows.engine) over the messages the run answers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from threadline.runs.flows.engine import FlowState, Inbound, advance, end_user_context
+from threadline.runs.flows.engine import Handoff as FlowHandoff
+from threadline.runs.flows.http import HttpxCaller
+from threadline.runs.flows.schema import FlowError, parse_flow
+from threadline.runs.tools import Handoff
+
+if TYPE_CHECKING:
+    from threadline.runs.runtime import Answer, RunInput, Runtime
+
+
+async def answer_with_flow(runtime: Runtime, inp: RunInput) -> Answer:
+    from threadline.runs.runtime import Answer, Reply, RunFailed
+
+    if inp.version.flow is None:
+        raise RunFailed("no_flow", "the FLOW agent version has no flow", retryable=False)
+    try:
+        flow = parse_flow(inp.version.flow)
+    except FlowError as exc:
+        raise RunFailed("invalid_flow", str(exc)[:500], retryable=False) from None
+    state = FlowState.from_json(inp.flow_state) if inp.flow_state else None
+    inbound = [Inbound.from_message(type=m.type, content=m.content, blocks=m.blocks) for m in inp.inbound]
+    context = end_user_context(
+        display_name=inp.end_user.display_name,
+        address=inp.end_user.address,
+        channel=inp.end_user.channel,
+        info=inp.end_user.info,
+    )
+    turn = await advance(
+        flow, state, inbound, context=context, http=HttpxCaller(allow_private=runtime.settings.tools_allow_private_urls)
+    )
+    if turn.error is not None:
+        raise RunFailed(f"flow_{turn.error.code}", turn.error.message, retryable=False)
+    answer = Answer(
+        replies=[Reply(content=o.content, type=o.type, blocks=o.blocks, media_url=o.media_url) for o in turn.outputs],
+        flow_state=turn.state.to_json() if turn.state is not None else None,
+        keep_flow_state=False,
+    )
+    for action in turn.actions:
+        if isinstance(action, FlowHandoff):
+            answer.actions.append(
+                Handoff(
+                    reason=action.reason or "the flow handed the conversation to a human",
+                    assign_to=(action.assign_to,) if action.assign_to else (),
+                    tags=action.tags,
+                )
+            )
+    return answer

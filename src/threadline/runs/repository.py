@@ -1,0 +1,57 @@
+"""All SQL of runs, built with the workspace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from threadline.kit.pagination import Page, PageRequest, keyset_page
+from threadline.kit.repository import WorkspaceRepository
+from threadline.models import AgentVersion, Message, Run, RunStatus, Thread
+
+
+class RunRepository(WorkspaceRepository):
+    async def queued_for_thread(self, thread_id: int) -> Run | None:
+        stmt = self.scoped(Run).where(Run.thread_id == thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id)
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def active_for_thread(self, thread_id: int) -> list[Run]:
+        stmt = self.scoped(Run).where(Run.thread_id == thread_id, Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+        return list((await self.session.execute(stmt.order_by(Run.id))).scalars().all())
+
+    async def answering(self, thread_id: int, seq: int) -> Run | None:
+        """The run that answers the thread's message ``seq`` (the first whose input reaches it)."""
+        stmt = (
+            self.scoped(Run)
+            .where(Run.thread_id == thread_id, Run.input_seq >= seq, Run.status != RunStatus.CANCELLED)
+            .order_by(Run.id)
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def replies(self, run_id: int) -> list[Message]:
+        stmt = self.scoped(Message).where(Message.run_id == run_id, Message.role != "hidden").order_by(Message.seq)
+        return list((await self.session.execute(stmt)).scalars().all())
+
+    async def page(self, thread_id: int, page: PageRequest) -> Page[Run]:
+        return await keyset_page(self.session, self.scoped(Run).where(Run.thread_id == thread_id), Run.id, page)
+
+    async def references(self, runs: list[Run]) -> dict[str, dict[int, Any]]:
+        return {
+            "threads": await self.public_ids(Thread, {r.thread_id for r in runs}),
+            "agent_versions": await self.public_ids(
+                AgentVersion, {r.agent_version_id for r in runs if r.agent_version_id is not None}
+            ),
+            "messages": await self.public_ids(
+                Message, {r.trigger_message_id for r in runs if r.trigger_message_id is not None}
+            ),
+        }
+
+    async def version_settings(self, version_id: int) -> tuple[bool, dict[str, Any]] | None:
+        """(discard_inbound, settings) of an agent version."""
+        stmt = select(AgentVersion.discard_inbound, AgentVersion.settings).where(
+            AgentVersion.id == version_id, AgentVersion.workspace_id == self.workspace_id
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return (bool(row[0]), dict(row[1] or {})) if row is not None else None

@@ -1,0 +1,623 @@
+"""Executing a run: claim it, let the agent answer, store the answer.
+
+Three steps, so that no transaction stays open while a model thinks:
+
+1. **Claim** (a short transaction): the run becomes the thread's one ``running`` run (a partial unique
+   index refuses a second; this run then waits its turn), and everything the agent needs is read: the
+   pinned version, the end user, the history up to the last message this run answers.
+2. **Answer** (no transaction): a PROMPT agent calls its provider in a loop with its tools, streaming
+   token deltas to live subscribers as transient ``message.delta`` events; a FLOW agent advances its flow.
+3. **Finish** (a short transaction that locks the thread row): only now is it decided whether the
+   answer may be sent. If a human took the thread over, it was blocked, or the run was cancelled while
+   the model was thinking, the answer is kept as a ``hidden`` message and the run ends ``cancelled``;
+   otherwise the replies are appended (with ``tool_calls`` and ``iterations``), the tools' actions
+   (handoff, tags, end) are applied, and the run ends ``completed``. Then the thread's next queued run,
+   if any, is woken.
+
+Execution is at least once (a worker may die after step 3 and before its job is marked done): a run
+that is already finished is left alone, so the effects happen once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from threadline.config import Settings
+from threadline.events import transient
+from threadline.events.types import EventType
+from threadline.jobs.registry import Reschedule
+from threadline.jobs.repository import JobRepository
+from threadline.jobs.service import notify_workers
+from threadline.kit.clock import utcnow
+from threadline.kit.ids import parse_uuid
+from threadline.kit.ssrf import GuardedTransport
+from threadline.messages import service as messages
+from threadline.messages.service import NewMessage
+from threadline.models import AgentVersion, EndUser, Message, Run, RunStatus, Tag, Thread, User
+from threadline.models.enums import AgentMode, MessageType, Role, SentBy, TagColor
+from threadline.models.run import FINISHED
+from threadline.runs import context, service
+from threadline.runs.context import HistoryItem, Participant
+from threadline.runs.providers.base import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    Provider,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
+from threadline.runs.providers.registry import DEFAULT_PROVIDER
+from threadline.runs.tools import Action, AddTag, EndConversation, Handoff, ToolRunner, parse_tools, specs
+
+log = structlog.get_logger(__name__)
+
+HISTORY_LIMIT = 200  # messages read for the context; the token budget usually stops well before
+DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first at once)
+WAIT_FOR_RUNNING_S = 2.0  # a run whose thread has another one running looks again this much later
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    mode: AgentMode
+    provider: str | None
+    model: str | None
+    system_prompt: str | None
+    temperature: float | None
+    max_tokens: int | None
+    tools: list[dict[str, Any]]
+    flow: dict[str, Any] | None
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    seq: int
+    type: MessageType
+    content: str
+    blocks: list[dict[str, Any]] | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    run_id: int
+    run_public_id: uuid.UUID
+    workspace_id: int
+    thread_id: int
+    thread_public_id: uuid.UUID
+    input_seq: int
+    reply_to_id: int | None
+    version: VersionView
+    end_user: Participant
+    history: list[HistoryItem]
+    inbound: list[Inbound]
+    flow_state: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Reply:
+    content: str = ""
+    type: MessageType = MessageType.TEXT
+    blocks: list[dict[str, Any]] | None = None
+    media_url: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    iterations: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    replies: list[Reply] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    actions: list[Action] = field(default_factory=list)
+    flow_state: dict[str, Any] | None = None
+    keep_flow_state: bool = True  # False: store ``flow_state`` (a FLOW turn ran)
+
+
+class RunFailed(Exception):
+    """The answer cannot be produced; ``retryable`` says whether a later attempt may succeed."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass
+class Runtime:
+    """What executing runs needs in a process: where to write, settings, and an HTTP client for tools."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+    settings: Settings
+    http: httpx.AsyncClient | None = None
+
+    def provider(self, name: str) -> Provider:
+        from threadline.runs.providers.registry import get_provider
+
+        return get_provider(name, self.settings)
+
+    # ------------------------------------------------------------------------------------ entry point
+
+    async def execute(self, run_id: int, *, attempt: int, max_attempts: int) -> None:
+        inp = await self._claim(run_id)
+        if inp is None:
+            return
+        bound = log.bind(run_id=run_id, thread_id=inp.thread_id, attempt=attempt)
+        try:
+            answer = await self._answer(inp)
+        except Exception as exc:
+            failure = _as_failure(exc)
+            if failure.retryable and attempt < max_attempts:
+                bound.warning("run.retry", code=failure.code, error=str(failure))
+                await self._requeue(inp)
+                raise
+            bound.warning("run.failed", code=failure.code, error=str(failure))
+            await self._fail(inp, failure)
+            return
+        await self._finish(inp, answer)
+
+    # ------------------------------------------------------------------------------------ 1. claim
+
+    async def _claim(self, run_id: int) -> RunInput | None:
+        async with self.sessionmaker() as session, session.begin():
+            run = await session.get(Run, run_id, populate_existing=True)
+            if run is None or run.status in FINISHED:
+                return None
+            now = utcnow()
+            if run.status is RunStatus.QUEUED and run.run_at > now + timedelta(milliseconds=5):
+                raise Reschedule((run.run_at - now).total_seconds(), "the debounce window is still open")
+            thread = await session.get(Thread, run.thread_id, populate_existing=True)
+            assert thread is not None  # the run is deleted with its thread
+            stop = _stop_reason(run, thread)
+            if stop is not None:
+                await _end(session, run, thread, RunStatus.CANCELLED, stop)
+                return None
+            was_queued = run.status is RunStatus.QUEUED
+            try:
+                async with session.begin_nested():
+                    await session.execute(
+                        update(Run)
+                        .where(Run.id == run.id)
+                        .values(
+                            status=RunStatus.RUNNING,
+                            started_at=func.coalesce(Run.started_at, now),
+                            attempts=Run.attempts + 1,
+                            updated_at=now,
+                        )
+                    )
+            except IntegrityError:
+                raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running") from None
+            await session.refresh(run)
+            if was_queued:
+                await service.record_event(session, run, EventType.RUN_STARTED, thread.public_id)
+            return await self._input(session, run, thread)
+
+    async def _input(self, session: AsyncSession, run: Run, thread: Thread) -> RunInput:
+        version = await session.get(AgentVersion, run.agent_version_id) if run.agent_version_id else None
+        if version is None:
+            raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
+        end_user = await session.get(EndUser, thread.end_user_id)
+        rows = (
+            await session.execute(
+                select(Message)
+                .where(Message.thread_id == thread.id, Message.seq <= run.input_seq)
+                .order_by(Message.seq.desc())
+                .limit(HISTORY_LIMIT)
+            )
+        ).scalars()
+        recent = sorted(rows, key=lambda m: m.seq)
+        answered = (
+            await session.execute(
+                select(func.max(Run.input_seq)).where(Run.thread_id == thread.id, Run.status == RunStatus.COMPLETED)
+            )
+        ).scalar_one_or_none() or 0
+        inbound = [
+            Inbound(m.seq, m.type, m.content, m.blocks, dict(m.metadata_ or {}))
+            for m in recent
+            if m.role is Role.USER and m.seq > answered
+        ]
+        reply_to = next((m.id for m in reversed(recent) if m.role is Role.USER), None)
+        return RunInput(
+            run_id=run.id,
+            run_public_id=run.public_id,
+            workspace_id=run.workspace_id,
+            thread_id=thread.id,
+            thread_public_id=thread.public_id,
+            input_seq=run.input_seq,
+            reply_to_id=reply_to,
+            version=VersionView(
+                mode=version.mode,
+                provider=version.provider,
+                model=version.model,
+                system_prompt=version.system_prompt,
+                temperature=version.temperature,
+                max_tokens=version.max_tokens,
+                tools=list(version.tools or []),
+                flow=version.flow,
+                settings=dict(version.settings or {}),
+            ),
+            end_user=Participant(
+                display_name=end_user.display_name if end_user else None,
+                address=end_user.address if end_user else None,
+                channel=str(end_user.channel) if end_user else None,
+                info={"notes": end_user.info} if end_user and end_user.info else {},
+            ),
+            history=[HistoryItem(m.seq, m.role, m.sent_by, m.content, m.status) for m in recent],
+            inbound=inbound,
+            flow_state=thread.flow_state,
+        )
+
+    # ------------------------------------------------------------------------------------ 2. answer
+
+    async def _answer(self, inp: RunInput) -> Answer:
+        if inp.version.mode is AgentMode.FLOW:
+            from threadline.runs.flow_agent import answer_with_flow
+
+            return await answer_with_flow(self, inp)
+        return await self._prompt(inp)
+
+    async def _prompt(self, inp: RunInput) -> Answer:
+        version = inp.version
+        try:
+            provider = self.provider(version.provider or DEFAULT_PROVIDER)
+        except (ValueError, LookupError) as exc:
+            raise RunFailed("provider_unavailable", str(exc), retryable=False) from None
+        model = version.model or str(version.settings.get("model") or "")
+        if not model:
+            raise RunFailed("no_model", "the agent version names no model", retryable=False)
+        tools = parse_tools(version.tools)
+        tool_specs = specs(tools)
+        await provider.warm_up()
+        window = version.settings.get("context_window")
+        messages = context.build(
+            provider,
+            model=model,
+            base_prompt=version.system_prompt,
+            end_user=inp.end_user,
+            history=inp.history,
+            tools=tool_specs,
+            max_tokens=version.max_tokens,
+            context_window=int(window) if isinstance(window, int) and window > 0 else None,
+        )
+        first_choice = str(version.settings.get("tool_choice") or "auto") if tool_specs else "none"
+        max_iterations = int(version.settings.get("max_iterations") or self.settings.run_max_iterations)
+        client = self.http or httpx.AsyncClient(
+            transport=GuardedTransport(allow_private=self.settings.tools_allow_private_urls), follow_redirects=False
+        )
+        runner = ToolRunner(tools, client=client)
+        answer = Answer()
+        iterations: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        final = ""
+        try:
+            for index in range(max_iterations):
+                if not tool_specs or index == max_iterations - 1:
+                    choice = "none"  # the last call must answer
+                elif index == 0:
+                    choice = first_choice
+                else:
+                    choice = "auto"  # a forced or required tool is forced once, not on every call
+                if choice == "auto" and not provider.supports_auto_tool_choice:
+                    choice = "none"
+                request = CompletionRequest(
+                    model=model,
+                    messages=messages,
+                    tools=tool_specs,
+                    tool_choice=choice,
+                    temperature=version.temperature,
+                    max_tokens=version.max_tokens,
+                )
+                started = time.perf_counter()
+                completion = await self._stream(provider, request, inp, index)
+                answer.usage = answer.usage + completion.usage
+                iteration: dict[str, Any] = {
+                    "index": index,
+                    "text": completion.text or None,
+                    "reasoning": completion.reasoning,
+                    "tool_calls": [c.id for c in completion.tool_calls],
+                    "finish_reason": completion.finish_reason,
+                    "usage": _usage(completion.usage),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+                iterations.append(iteration)
+                if not completion.tool_calls or choice == "none":
+                    final = completion.text
+                    break
+                messages = (
+                    *messages,
+                    ChatMessage(role="assistant", content=completion.text or None, tool_calls=completion.tool_calls),
+                )
+                for call in completion.tool_calls:
+                    outcome = await runner.run(call)
+                    records.append(outcome.record)
+                    answer.actions.extend(outcome.actions)
+                    messages = (*messages, ChatMessage(role="tool", content=outcome.content, tool_call_id=call.id))
+        finally:
+            if self.http is None:
+                await client.aclose()
+        answer.replies.append(Reply(content=final, tool_calls=records or None, iterations=iterations))
+        return answer
+
+    async def _stream(self, provider: Any, request: CompletionRequest, inp: RunInput, index: int) -> Completion:
+        completion: Completion | None = None
+        pending: list[str] = []
+        last_sent = 0.0
+        async for item in provider.stream(request):
+            if isinstance(item, TextDelta):
+                pending.append(item.text)
+                now = time.perf_counter()
+                if now - last_sent >= DELTA_INTERVAL_S:
+                    await self._delta(inp, index, "".join(pending))
+                    pending.clear()
+                    last_sent = now
+            elif isinstance(item, Completion):
+                completion = item
+        if pending:
+            await self._delta(inp, index, "".join(pending))
+        if completion is None:
+            raise RunFailed("provider_error", "the provider ended its answer without completing it", retryable=True)
+        return completion
+
+    async def _delta(self, inp: RunInput, index: int, text: str) -> None:
+        try:
+            await transient.publish(
+                self.engine,
+                inp.workspace_id,
+                type=EventType.MESSAGE_DELTA,
+                data={"run_id": str(inp.run_public_id), "iteration": index, "delta": text},
+                thread_id=str(inp.thread_public_id),
+            )
+        except Exception as exc:  # a live view missing a delta must never fail the run
+            log.warning("run.delta_failed", error=type(exc).__name__)
+
+    # ------------------------------------------------------------------------------------ 3. finish
+
+    async def _finish(self, inp: RunInput, answer: Answer) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            thread, run = await _lock(session, inp)
+            if run is None or run.status in FINISHED:
+                return
+            stop = _stop_reason(run, thread)
+            thread_id = str(thread.public_id)
+            if stop is not None:
+                for reply in answer.replies:
+                    if reply.content or reply.blocks:
+                        await messages.append_message(
+                            session,
+                            workspace_id=inp.workspace_id,
+                            thread_id=thread_id,
+                            new=_hidden(reply, run.id, stop),
+                        )
+                run.usage = _usage(answer.usage)
+                await _end(session, run, thread, RunStatus.CANCELLED, stop)
+                return
+            for reply in answer.replies:
+                await messages.append_message(
+                    session,
+                    workspace_id=inp.workspace_id,
+                    thread_id=thread_id,
+                    new=NewMessage(
+                        role=Role.ASSISTANT,
+                        sent_by=SentBy.AGENT,
+                        content=reply.content,
+                        type=reply.type,
+                        blocks=reply.blocks,
+                        media_url=reply.media_url,
+                        tool_calls=reply.tool_calls,
+                        iterations=reply.iterations,
+                        in_response_to_id=inp.reply_to_id,
+                        run_id=run.id,
+                        start_run=False,
+                    ),
+                )
+            if not answer.keep_flow_state:
+                thread.flow_state = answer.flow_state
+            await _apply(session, inp.workspace_id, thread, answer.actions)
+            run.usage = _usage(answer.usage)
+            await _end(session, run, thread, RunStatus.COMPLETED, None)
+
+    async def _requeue(self, inp: RunInput) -> None:
+        """A failed attempt that will be retried: the run waits as ``queued``, so it does not hold the
+        thread's one running slot during the backoff (and picks up messages that arrive meanwhile)."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Run)
+                .where(Run.id == inp.run_id, Run.status == RunStatus.RUNNING)
+                .values(status=RunStatus.QUEUED, run_at=utcnow(), updated_at=utcnow())
+            )
+
+    async def _fail(self, inp: RunInput, failure: RunFailed) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            thread, run = await _lock(session, inp)
+            if run is None or run.status in FINISHED:
+                return
+            await messages.append_message(
+                session,
+                workspace_id=inp.workspace_id,
+                thread_id=str(thread.public_id),
+                new=NewMessage(
+                    role=Role.SYSTEM,
+                    content=f"The agent could not answer ({failure.code}): {failure}",
+                    metadata={"run_id": str(run.public_id), "error_code": failure.code},
+                    run_id=run.id,
+                    start_run=False,
+                ),
+            )
+            run.error_code, run.error_message = failure.code, str(failure)[:2000]
+            await _end(session, run, thread, RunStatus.FAILED, None)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _as_failure(exc: BaseException) -> RunFailed:
+    if isinstance(exc, RunFailed):
+        return exc
+    if isinstance(exc, ProviderError):
+        return RunFailed(exc.code, str(exc), retryable=exc.retryable)
+    if isinstance(exc, ValueError):  # a version the runtime cannot use (bad tools, flow): trying again won't help
+        return RunFailed("invalid_agent_version", str(exc)[:500], retryable=False)
+    return RunFailed("internal_error", f"unexpected {type(exc).__name__}", retryable=True)
+
+
+def _stop_reason(run: Run, thread: Thread) -> str | None:
+    if run.cancel_requested:
+        return "cancelled"
+    if thread.blocked:
+        return "thread_blocked"
+    if not thread.active:
+        return "human_handoff"
+    return None
+
+
+def _hidden(reply: Reply, run_id: int, reason: str) -> NewMessage:
+    return NewMessage(
+        role=Role.HIDDEN,
+        sent_by=SentBy.AGENT,
+        content=reply.content,
+        type=reply.type,
+        blocks=reply.blocks,
+        media_url=reply.media_url,
+        tool_calls=reply.tool_calls,
+        iterations=reply.iterations,
+        metadata={"not_sent": reason},
+        run_id=run_id,
+        start_run=False,
+    )
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+async def _lock(session: AsyncSession, inp: RunInput) -> tuple[Thread, Run | None]:
+    """The thread, row-locked until commit (an operator taking over waits for us, or we see them)."""
+    thread = (
+        await session.execute(
+            select(Thread).where(Thread.id == inp.thread_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    run = await session.get(Run, inp.run_id, populate_existing=True)
+    return thread, run
+
+
+async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatus, reason: str | None) -> None:
+    now = utcnow()
+    run.status = status
+    run.finished_at = now
+    run.updated_at = now
+    if reason is not None:
+        run.error_code = reason
+        run.error_message = {
+            "cancelled": "cancelled through the API",
+            "thread_blocked": "the thread was blocked",
+            "human_handoff": "a human took the thread over; the answer was kept hidden, not sent",
+        }.get(reason, reason)
+    await session.flush()
+    event = {
+        RunStatus.COMPLETED: EventType.RUN_COMPLETED,
+        RunStatus.FAILED: EventType.RUN_FAILED,
+        RunStatus.CANCELLED: EventType.RUN_CANCELLED,
+    }[status]
+    await service.record_event(session, run, event, thread.public_id)
+    # The thread's next run (messages that came while this one ran) may go now.
+    following = (
+        await session.execute(
+            select(Run).where(Run.thread_id == run.thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id).limit(1)
+        )
+    ).scalar_one_or_none()
+    if following is not None and following.job_id is not None and following.run_at <= now:
+        if await JobRepository(session).wake(job_id=following.job_id, now=now):
+            await notify_workers(session)
+
+
+async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actions: list[Action]) -> None:
+    """The tools' (or flow's) effects on the thread, through the threads service, so that each change is
+    an event. Tags are named by id or by name (a new name makes the tag); users by id or email (an
+    unknown one is skipped and logged: a stale agent setting must not lose the reply)."""
+    if not actions:
+        return
+    from threadline.threads import service as threads
+    from threadline.threads.schemas import ThreadUpdate
+
+    handoff = next((a for a in actions if isinstance(a, Handoff)), None)
+    ended = next((a for a in actions if isinstance(a, EndConversation)), None)
+    current = await threads.get_thread(session, workspace_id=workspace_id, thread_id=str(thread.public_id))
+    tag_ids = [str(t.public_id) for t in current.tags]
+    wanted = [a.name for a in actions if isinstance(a, AddTag)] + list(handoff.tags if handoff else ())
+    for ref in wanted:
+        tag = await _tag(session, workspace_id, ref)
+        if str(tag.public_id) not in tag_ids:
+            tag_ids.append(str(tag.public_id))
+    fields: dict[str, Any] = {}
+    if tag_ids != [str(t.public_id) for t in current.tags]:
+        fields["tags"] = tag_ids
+    if handoff is not None:
+        fields["active"] = False
+        assignees = [str(u.public_id) for u in current.assignees]
+        for ref in handoff.assign_to:
+            user = await _user(session, workspace_id, ref)
+            if user is None:
+                log.warning("run.unknown_assignee", thread_id=thread.id)
+            elif str(user.public_id) not in assignees:
+                assignees.append(str(user.public_id))
+        if assignees != [str(u.public_id) for u in current.assignees]:
+            fields["assigned_to"] = assignees
+    if ended is not None:
+        fields["metadata"] = {
+            **(current.metadata_ or {}),
+            "ended_at": utcnow().isoformat(),
+            "ended_reason": ended.reason,
+        }
+    if fields:
+        await threads.update_thread(
+            session,
+            workspace_id=workspace_id,
+            thread_id=str(thread.public_id),
+            data=ThreadUpdate(**fields),
+            by="agent",
+            handoff_reason=handoff.reason if handoff else None,
+        )
+
+
+async def _user(session: AsyncSession, workspace_id: int, ref: str) -> User | None:
+    uid = parse_uuid(ref)
+    condition = User.public_id == uid if uid is not None else func.lower(User.email) == ref.strip().lower()
+    stmt = select(User).where(User.workspace_id == workspace_id, condition)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _tag(session: AsyncSession, workspace_id: int, ref: str) -> Tag:
+    """The tag with this id, else with this name (any case), else a new tag of that name."""
+    uid = parse_uuid(ref)
+    if uid is not None:
+        by_id = (
+            await session.execute(select(Tag).where(Tag.workspace_id == workspace_id, Tag.public_id == uid))
+        ).scalar_one_or_none()
+        if by_id is not None:
+            return by_id
+    name = ref.strip()[:100]
+    existing = (
+        await session.execute(select(Tag).where(Tag.workspace_id == workspace_id, func.lower(Tag.name) == name.lower()))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    tag = Tag(workspace_id=workspace_id, name=name, color=TagColor.BLUE)
+    session.add(tag)
+    await session.flush()
+    return tag

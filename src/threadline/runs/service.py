@@ -1,0 +1,131 @@
+"""Runs: when an end user's message starts one, one at a time per thread, and their lifecycle.
+
+``request_run`` is called by ``messages.append_message`` for every inbound end-user message on an
+active, unblocked thread whose agent answers. Double texts: a message that arrives while a run of the
+thread is queued joins it (its ``input_seq`` moves up, its debounce window slides); one that arrives
+while a run is running gets a new queued run, which starts when the running one ends. So the replies of
+one thread never interleave and no message is answered twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.errors import Conflict, NotFound
+from threadline.events import service as events
+from threadline.events.types import EventType
+from threadline.jobs.repository import JobRepository
+from threadline.jobs.service import enqueue
+from threadline.kit.clock import utcnow
+from threadline.kit.pagination import Page, PageRequest
+from threadline.models import Run, RunStatus
+from threadline.models.run import FINISHED
+from threadline.runs.repository import RunRepository
+from threadline.runs.schemas import run_read
+from threadline.threads.repository import ThreadRepository
+
+RUN_JOB = "runs.execute"
+_defaults: dict[str, float] = {"max_attempts": 3}
+
+
+def configure(*, max_attempts: int) -> None:
+    _defaults["max_attempts"] = max_attempts
+
+
+async def record_event(session: AsyncSession, run: Run, type: EventType, thread_public_id: Any) -> None:
+    repo = RunRepository(session, run.workspace_id)
+    data = run_read(run, await repo.references([run]))
+    events.record(session, workspace_id=run.workspace_id, type=type, data=data, thread_id=thread_public_id)
+
+
+async def request_run(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    thread_id: int,
+    thread_public_id: Any,
+    agent_version_id: int | None,
+    message_id: int,
+    message_seq: int,
+    debounce_s: float,
+    now: datetime | None = None,
+) -> Run:
+    """Have the thread's agent answer up to ``message_seq``: join the queued run or queue a new one."""
+    now = now or utcnow()
+    repo = RunRepository(session, workspace_id)
+    run_at = now + timedelta(seconds=debounce_s)
+    queued = await repo.queued_for_thread(thread_id)
+    if queued is not None:
+        queued.input_seq = max(queued.input_seq, message_seq)
+        if run_at > queued.run_at:
+            queued.run_at = run_at
+            if queued.job_id is not None:
+                await JobRepository(session).postpone(job_id=queued.job_id, run_at=run_at, now=now)
+        queued.updated_at = now
+        await session.flush()
+        return queued
+    run = Run(
+        workspace_id=workspace_id,
+        thread_id=thread_id,
+        agent_version_id=agent_version_id,
+        status=RunStatus.QUEUED,
+        trigger_message_id=message_id,
+        input_seq=message_seq,
+        run_at=run_at,
+        attempts=0,
+        usage={},
+        cancel_requested=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(run)
+    await session.flush()
+    job = await enqueue(
+        session,
+        kind=RUN_JOB,
+        payload={"run_id": run.id},
+        workspace_id=workspace_id,
+        run_at=run_at,
+        max_attempts=int(_defaults["max_attempts"]),
+    )
+    run.job_id = job.id
+    await session.flush()
+    await record_event(session, run, EventType.RUN_QUEUED, thread_public_id)
+    return run
+
+
+async def get_run(session: AsyncSession, *, workspace_id: int, run_id: str) -> Run:
+    run = await RunRepository(session, workspace_id).find(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run with id '{run_id}'")
+    return run
+
+
+async def list_runs(session: AsyncSession, *, workspace_id: int, thread_id: str, page: PageRequest) -> Page[Run]:
+    thread_key = await ThreadRepository(session, workspace_id).thread_key(thread_id)
+    if thread_key is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    return await RunRepository(session, workspace_id).page(thread_key, page)
+
+
+async def cancel_run(session: AsyncSession, *, workspace_id: int, run_id: str) -> Run:
+    """A queued run ends at once; a running one is asked to stop, and its reply (if it comes) is kept
+    as a hidden message instead of being sent."""
+    run = await get_run(session, workspace_id=workspace_id, run_id=run_id)
+    if run.status in FINISHED:
+        raise Conflict(f"run {run_id} is already {run.status}", code="run_finished")
+    now = utcnow()
+    thread_public_id = (await RunRepository(session, workspace_id).references([run]))["threads"][run.thread_id]
+    if run.status is RunStatus.QUEUED:
+        run.status = RunStatus.CANCELLED
+        run.finished_at = now
+        run.error_code, run.error_message = "cancelled", "cancelled through the API"
+    run.cancel_requested = True
+    run.updated_at = now
+    await session.flush()
+    if run.status is RunStatus.CANCELLED:
+        await record_event(session, run, EventType.RUN_CANCELLED, thread_public_id)
+    return run

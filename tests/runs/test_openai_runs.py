@@ -1,0 +1,148 @@
+"""A PROMPT agent answering through the real ``openai`` SDK against an OpenAI-compatible server on
+127.0.0.1: streaming, and a two-step tool loop (an HTTP tool on another local server) recorded in the
+reply's tool_calls and iterations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from tests.events.sse import frames
+from tests.factories import create_agent, create_end_user, create_thread
+from tests.fakes.openai_server import OpenAIStandIn, Reply, ToolCallReply
+from threadline.jobs.registry import registry
+from threadline.jobs.worker import Worker, WorkerOptions
+
+
+@pytest.fixture
+def llm() -> Iterator[OpenAIStandIn]:
+    with OpenAIStandIn(api_key="sk-test") as server:
+        yield server
+
+
+@pytest.fixture
+def shop() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The business's own API, which the agent's HTTP tool calls."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"body": body, "auth": self.headers.get("Authorization")})
+            payload = json.dumps({"order": body.get("order"), "status": "shipped", "eta": "Friday"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/orders/status", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> AsyncIterator[Worker]:
+    tuned = settings.model_copy(
+        update={
+            "openai_base_url": llm.base_url,
+            "openai_api_key": SecretStr("sk-test"),
+            "tools_allow_private_urls": True,  # the shop runs on 127.0.0.1 here
+        }
+    )
+    options = WorkerOptions(concurrency=2, lease_s=30, poll_interval_s=0.05, kinds=("runs.execute",))
+    worker = Worker(sessionmaker, options, tasks=registry, settings=tuned)
+    task = asyncio.create_task(worker.run())
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, 20)
+
+
+async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_through_the_openai_sdk(
+    api: httpx.AsyncClient, llm: OpenAIStandIn, shop: tuple[str, list[dict[str, Any]]], llm_worker: Worker
+) -> None:
+    url, calls = shop
+    tool = {
+        "type": "http",
+        "name": "order_status",
+        "description": "Look up an order.",
+        "parameters": {"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]},
+        "url": url,
+        "headers": {"Authorization": "Bearer shop-key"},
+    }
+    agent = await create_agent(
+        api,
+        version={
+            "mode": "PROMPT",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "system_prompt": "You are the shop's assistant.",
+            "temperature": 0.2,
+            "max_tokens": 300,
+            "tools": [tool, {"type": "add_tag"}],
+        },
+    )
+    user = await create_end_user(api, display_name="Ada")
+    thread = await create_thread(api, agent_id=agent["id"], end_user_id=user["id"])
+    llm.script(
+        Reply(
+            text="Let me check.",
+            reasoning="The user wants order status; call the tool.",
+            tool_calls=[
+                ToolCallReply("order_status", '{"order": "A1"}', fragments=4),
+                ("add_tag", '{"name": "orders"}'),
+            ],
+            usage=(120, 30),
+        ),
+        Reply(text="Your order A1 has shipped and arrives Friday.", chunks=5, usage=(180, 12)),
+    )
+    events = []
+    async with api.stream(
+        "POST", f"/v1/threads/{thread['id']}/messages", params={"stream": "true"}, json={"content": "Where is A1?"}
+    ) as r:
+        assert r.status_code == 201
+        async for f in frames(r):
+            if f.event:
+                events.append((f.event, f.json))
+    assert events[-1][0] == "run.completed"
+    run = events[-1][1]["data"]
+    assert run["usage"] == {"input_tokens": 300, "output_tokens": 42, "total_tokens": 342}
+    deltas = "".join(e["data"]["delta"] for t, e in events if t == "message.delta")
+    assert "Your order A1 has shipped and arrives Friday." in deltas
+    reply = next(e["data"] for t, e in events if t == "message.created" and e["data"]["role"] == "assistant")
+    assert reply["content"] == "Your order A1 has shipped and arrives Friday."
+    lookup, tag = reply["tool_calls"]
+    assert lookup["name"] == "order_status" and lookup["arguments"] == {"order": "A1"}
+    assert lookup["result"] == {"order": "A1", "status": "shipped", "eta": "Friday"}
+    assert tag["name"] == "add_tag" and tag["result"] == "Tagged 'orders'."
+    first, second = reply["iterations"]
+    assert first["reasoning"] == "The user wants order status; call the tool." and first["text"] == "Let me check."
+    assert first["tool_calls"] == [lookup["id"], tag["id"]] and first["usage"]["input_tokens"] == 120
+    assert second["tool_calls"] == [] and second["finish_reason"] == "stop"
+    assert calls == [{"body": {"order": "A1"}, "auth": "Bearer shop-key"}]
+
+    # What went over the wire, as OpenAI expects it.
+    one, two = llm.completion_requests
+    assert one.authorization == "Bearer sk-test" and one.model == "gpt-4o-mini" and one.stream
+    assert one.temperature == 0.2 and one.max_tokens == 300
+    assert [t["function"]["name"] for t in one.tools or []] == ["order_status", "add_tag"]
+    assert one.messages[0]["role"] == "system" and "shop's assistant" in one.messages[0]["content"]
+    assert one.messages[-1] == {"role": "user", "content": "Where is A1?"}
+    assert [m["role"] for m in two.messages[-3:]] == ["assistant", "tool", "tool"]
+    assert two.messages[-3]["tool_calls"][0]["function"]["name"] == "order_status"
+    assert json.loads(two.messages[-2]["content"])["status"] == "shipped"
+    assert two.messages[-2]["tool_call_id"] == lookup["id"]
