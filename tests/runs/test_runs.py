@@ -271,8 +271,12 @@ async def test_stream_true_answers_with_the_message_deltas_and_the_reply_as_serv
     assert "".join(d["data"]["delta"] for d in deltas).split() == ["one", "two", "three", "four"]
     reply = next(e for t, _, e in events if t == "message.created" and e["data"]["role"] == "assistant")
     assert reply["data"]["content"] == "one two three four" and reply["data"]["tool_calls"][0]["name"] == "add_tag"
-    assert all(i is None for t, i, _ in events if t == "message.delta")
-    assert all(i is not None for t, i, _ in events if t != "message.delta")
+    (tool_call,) = [e for t, _, e in events if t == "message.tool_call"]  # as it happened, before the reply
+    assert tool_call["data"]["name"] == "add_tag" and tool_call["data"]["result"] == "Tagged 'streamed'."
+    assert types.index("message.tool_call") < types.index("message.delta")
+    transient = ("message.delta", "message.tool_call")
+    assert all(i is None for t, i, _ in events if t in transient)
+    assert all(i is not None for t, i, _ in events if t not in transient)
 
     refused = await api.post(
         f"/v1/threads/{thread['id']}/messages",

@@ -19,6 +19,7 @@ class EventType(StrEnum):
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     MESSAGE_DELTA = "message.delta"  # transient: a piece of a reply being written, never stored
+    MESSAGE_TOOL_CALL = "message.tool_call"  # transient: a tool the run called, with its result, as it happens
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 

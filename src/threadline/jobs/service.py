@@ -29,8 +29,8 @@ _NOTIFIED = "threadline.jobs.notified"
 # when it commits, so a job starts at once instead of at the next poll.
 JOBS_CHANNEL = "threadline_jobs"
 
-# Workers in this process, woken when a transaction that enqueued jobs commits.
-_wakeups: set[Callable[[], None]] = set()
+# Workers in this process, woken when a transaction that enqueued jobs commits (with the kinds enqueued).
+_wakeups: set[Callable[[frozenset[str]], None]] = set()
 
 
 def configure_defaults(*, max_attempts: int) -> None:
@@ -38,20 +38,21 @@ def configure_defaults(*, max_attempts: int) -> None:
     _defaults["max_attempts"] = max_attempts
 
 
-def add_wakeup(callback: Callable[[], None]) -> None:
+def add_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
     _wakeups.add(callback)
 
 
-def remove_wakeup(callback: Callable[[], None]) -> None:
+def remove_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
     _wakeups.discard(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers_after_commit(session: Session) -> None:
     session.info.pop(_NOTIFIED, None)
-    if session.info.pop(_ENQUEUED, False):
+    kinds = session.info.pop(_ENQUEUED, None)
+    if kinds:
         for wake in list(_wakeups):
-            wake()
+            wake(frozenset(kinds))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -99,17 +100,19 @@ async def enqueue(
         job = Job(**values)
         session.add(job)
         await session.flush()
-    await notify_workers(session)
+    await notify_workers(session, kind)
     return job
 
 
-async def notify_workers(session: AsyncSession) -> None:
-    """Wake the workers of every process when this transaction commits (once per transaction)."""
-    session.info[_ENQUEUED] = True
-    if session.info.get(_NOTIFIED) or session.get_bind().dialect.name != "postgresql":
+async def notify_workers(session: AsyncSession, kind: str) -> None:
+    """Wake the workers (of every process) that take ``kind`` when this transaction commits."""
+    session.info.setdefault(_ENQUEUED, set()).add(kind)
+    if session.get_bind().dialect.name != "postgresql":
         return
-    session.info[_NOTIFIED] = True
-    await session.execute(select(func.pg_notify(JOBS_CHANNEL, "")))
+    notified = session.info.setdefault(_NOTIFIED, set())
+    if kind not in notified:
+        notified.add(kind)
+        await session.execute(select(func.pg_notify(JOBS_CHANNEL, kind)))
 
 
 def _new_public_id() -> uuid.UUID:
@@ -148,7 +151,7 @@ async def retry_job(session: AsyncSession, *, job_id: str) -> Job:
     job.finished_at = None
     job.updated_at = now
     await session.flush()
-    await notify_workers(session)
+    await notify_workers(session, job.kind)
     return job
 
 

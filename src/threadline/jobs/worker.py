@@ -102,6 +102,16 @@ class Worker:
         """Look for jobs now instead of at the next poll."""
         self._wake.set()
 
+    def takes(self, kind: str) -> bool:
+        if self.options.kinds is not None:
+            return kind in self.options.kinds
+        return not self.options.exclude_kinds or kind not in self.options.exclude_kinds
+
+    def wake_for(self, kinds: frozenset[str]) -> None:
+        """Wake up if any of ``kinds`` is ours (an empty set: unknown kinds, wake anyway)."""
+        if not kinds or any(self.takes(k) for k in kinds):
+            self._wake.set()
+
     def stop(self) -> None:
         """Stop claiming; ``run`` then lets running jobs finish (up to the timeout) and releases the rest."""
         self._stopping.set()
@@ -121,12 +131,12 @@ class Worker:
             kinds=list(self.options.kinds) if self.options.kinds is not None else self.tasks.kinds(),
             excluded=list(self.options.exclude_kinds or ()),
         )
-        service.add_wakeup(self.wake)
+        service.add_wakeup(self.wake_for)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._claim_loop()
         finally:
-            service.remove_wakeup(self.wake)
+            service.remove_wakeup(self.wake_for)
             await self._drain()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -340,9 +350,9 @@ class WorkerGroup:
     def id(self) -> str:
         return self.workers[0].id
 
-    def wake(self) -> None:
+    def wake(self, kinds: frozenset[str] = frozenset()) -> None:
         for w in self.workers:
-            w.wake()
+            w.wake_for(kinds)
 
     async def run(self) -> None:
         """Run the workers; on PostgreSQL also listen for jobs enqueued by other processes."""
@@ -350,7 +360,9 @@ class WorkerGroup:
         engine = self.workers[0].sessionmaker.kw.get("bind")
         if engine is not None and engine.dialect.name == "postgresql":
             listener = PgListener(
-                libpq_dsn(engine.url), {JOBS_CHANNEL: lambda _payload: self.wake()}, name="threadline-worker"
+                libpq_dsn(engine.url),
+                {JOBS_CHANNEL: lambda kind: self.wake(frozenset({kind}) if kind else frozenset())},
+                name="threadline-worker",
             )
             await listener.start(wait_s=2)
         try:

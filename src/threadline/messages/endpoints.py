@@ -25,6 +25,7 @@ from threadline.messages.schemas import (
 )
 from threadline.models import Message, Run
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role
+from threadline.runs import service as runs
 from threadline.runs.repository import RunRepository
 from threadline.runs.schemas import run_read
 from threadline.runs.waiting import wait_for_run
@@ -98,7 +99,7 @@ async def create_message(
         )
     message = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
     repo = RunRepository(session, auth.workspace_id)
-    run = await repo.answering(message.thread_id, message.seq) if message.role is Role.USER else None
+    run = runs.requested_run(session, message.id) if message.role is Role.USER else None
     if stream:
         return await _stream_answer(request, session, auth.workspace_id, message, run)
     replies: list[Message] | None = None

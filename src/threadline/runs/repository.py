@@ -48,10 +48,10 @@ class RunRepository(WorkspaceRepository):
             ),
         }
 
-    async def version_settings(self, version_id: int) -> tuple[bool, dict[str, Any]] | None:
-        """(discard_inbound, settings) of an agent version."""
-        stmt = select(AgentVersion.discard_inbound, AgentVersion.settings).where(
+    async def version_settings(self, version_id: int) -> tuple[bool, dict[str, Any], Any] | None:
+        """(discard_inbound, settings, public id) of an agent version."""
+        stmt = select(AgentVersion.discard_inbound, AgentVersion.settings, AgentVersion.public_id).where(
             AgentVersion.id == version_id, AgentVersion.workspace_id == self.workspace_id
         )
         row = (await self.session.execute(stmt)).one_or_none()
-        return (bool(row[0]), dict(row[1] or {})) if row is not None else None
+        return (bool(row[0]), dict(row[1] or {}), row[2]) if row is not None else None

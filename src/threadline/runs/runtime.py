@@ -28,9 +28,11 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from threadline.config import Settings
 from threadline.events import transient
@@ -58,10 +60,25 @@ from threadline.runs.providers.base import (
     Usage,
 )
 from threadline.runs.providers.registry import DEFAULT_PROVIDER
+from threadline.runs.service import RUN_JOB
 from threadline.runs.tools import Action, AddTag, EndConversation, Handoff, ToolRunner, parse_tools, specs
 
 log = structlog.get_logger(__name__)
 
+_OTHER_RUN = aliased(Run)  # module level: a new alias per call would defeat SQLAlchemy's statement cache
+# Only what the context needs: whole rows would decode every JSON column of 200 messages.
+_HISTORY_COLUMNS = (
+    Message.id,
+    Message.public_id,
+    Message.seq,
+    Message.role,
+    Message.sent_by,
+    Message.type,
+    Message.content,
+    Message.blocks,
+    Message.metadata_.label("metadata"),
+    Message.status,
+)
 HISTORY_LIMIT = 200  # messages read for the context; the token budget usually stops well before
 DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first at once)
 WAIT_FOR_RUNNING_S = 2.0  # a run whose thread has another one running looks again this much later
@@ -149,11 +166,12 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ entry point
 
-    async def execute(self, run_id: int, *, attempt: int, max_attempts: int) -> None:
-        inp = await self._claim(run_id)
+    async def execute(self, run_ref: str, *, attempt: int, max_attempts: int) -> None:
+        """Execute the run with public id ``run_ref`` (one attempt of its job)."""
+        inp = await self._claim(run_ref)
         if inp is None:
             return
-        bound = log.bind(run_id=run_id, thread_id=inp.thread_id, attempt=attempt)
+        bound = log.bind(run_id=inp.run_id, thread_id=inp.thread_id, attempt=attempt)
         try:
             answer = await self._answer(inp)
         except Exception as exc:
@@ -169,66 +187,99 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ 1. claim
 
-    async def _claim(self, run_id: int) -> RunInput | None:
-        async with self.sessionmaker() as session, session.begin():
-            run = await session.get(Run, run_id, populate_existing=True)
-            if run is None or run.status in FINISHED:
-                return None
-            now = utcnow()
-            if run.status is RunStatus.QUEUED and run.run_at > now + timedelta(milliseconds=5):
-                raise Reschedule((run.run_at - now).total_seconds(), "the debounce window is still open")
-            thread = await session.get(Thread, run.thread_id, populate_existing=True)
-            assert thread is not None  # the run is deleted with its thread
-            stop = _stop_reason(run, thread)
-            if stop is not None:
-                await _end(session, run, thread, RunStatus.CANCELLED, stop)
-                return None
-            was_queued = run.status is RunStatus.QUEUED
-            try:
-                async with session.begin_nested():
-                    await session.execute(
-                        update(Run)
-                        .where(Run.id == run.id)
-                        .values(
-                            status=RunStatus.RUNNING,
-                            started_at=func.coalesce(Run.started_at, now),
-                            attempts=Run.attempts + 1,
-                            updated_at=now,
-                        )
-                    )
-            except IntegrityError:
-                raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running") from None
-            await session.refresh(run)
-            if was_queued:
-                await service.record_event(session, run, EventType.RUN_STARTED, thread.public_id)
-            return await self._input(session, run, thread)
+    async def _claim(self, run_ref: str) -> RunInput | None:
+        """Become the thread's running run and read what the answer needs, in one short transaction."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                return await self._claim_in(session, run_ref)
+        except IntegrityError:
+            # PostgreSQL: another run of the thread became running between our check and our update.
+            raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running") from None
 
-    async def _input(self, session: AsyncSession, run: Run, thread: Thread) -> RunInput:
-        version = await session.get(AgentVersion, run.agent_version_id) if run.agent_version_id else None
+    async def _claim_in(self, session: AsyncSession, run_ref: str) -> RunInput | None:
+        row = (
+            await session.execute(
+                select(Run, Thread, AgentVersion, EndUser)
+                .join(Thread, Thread.id == Run.thread_id)
+                .outerjoin(AgentVersion, AgentVersion.id == Run.agent_version_id)
+                .join(EndUser, EndUser.id == Thread.end_user_id)
+                .where(Run.public_id == uuid.UUID(run_ref))
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        run, thread, version, end_user = row
+        if run.status in FINISHED:
+            return None
+        now = utcnow()
+        if run.status is RunStatus.QUEUED and run.run_at > now + timedelta(milliseconds=5):
+            raise Reschedule((run.run_at - now).total_seconds(), "the debounce window is still open")
+        stop = _stop_reason(run, thread)
+        if stop is not None:
+            await _end(session, run, thread, RunStatus.CANCELLED, stop)
+            return None
+        was_queued = run.status is RunStatus.QUEUED
+        other = _OTHER_RUN
+        claimed = (
+            await session.execute(
+                update(Run)
+                .where(
+                    Run.id == run.id,
+                    Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]),
+                    ~exists().where(
+                        other.thread_id == run.thread_id, other.status == RunStatus.RUNNING, other.id != run.id
+                    ),
+                )
+                .values(
+                    status=RunStatus.RUNNING,
+                    started_at=func.coalesce(Run.started_at, now),
+                    attempts=Run.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(Run.attempts, Run.started_at)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if claimed is None:
+            raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running")
+        for name, value in (("status", RunStatus.RUNNING), ("attempts", claimed[0]), ("started_at", claimed[1])):
+            set_committed_value(run, name, value)
         if version is None:
             raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
-        end_user = await session.get(EndUser, thread.end_user_id)
+        inp, trigger = await self._input(session, run, thread, version, end_user)
+        if was_queued:
+            refs = service.run_refs(run, thread=thread.public_id, version=version.public_id, trigger=trigger)
+            await service.record_event(session, run, EventType.RUN_STARTED, thread.public_id, refs)
+        return inp
+
+    async def _input(
+        self, session: AsyncSession, run: Run, thread: Thread, version: AgentVersion, end_user: EndUser
+    ) -> tuple[RunInput, uuid.UUID | None]:
         rows = (
             await session.execute(
-                select(Message)
+                select(*_HISTORY_COLUMNS)
                 .where(Message.thread_id == thread.id, Message.seq <= run.input_seq)
                 .order_by(Message.seq.desc())
                 .limit(HISTORY_LIMIT)
             )
-        ).scalars()
+        ).all()
         recent = sorted(rows, key=lambda m: m.seq)
-        answered = (
-            await session.execute(
-                select(func.max(Run.input_seq)).where(Run.thread_id == thread.id, Run.status == RunStatus.COMPLETED)
-            )
-        ).scalar_one_or_none() or 0
-        inbound = [
-            Inbound(m.seq, m.type, m.content, m.blocks, dict(m.metadata_ or {}))
-            for m in recent
-            if m.role is Role.USER and m.seq > answered
-        ]
+        inbound: list[Inbound] = []
+        if version.mode is AgentMode.FLOW:  # a flow takes the messages since its last turn
+            answered = (
+                await session.execute(
+                    select(func.max(Run.input_seq)).where(Run.thread_id == thread.id, Run.status == RunStatus.COMPLETED)
+                )
+            ).scalar_one_or_none() or 0
+            inbound = [
+                Inbound(m.seq, m.type, m.content, m.blocks, dict(m.metadata or {}))
+                for m in recent
+                if m.role is Role.USER and m.seq > answered
+            ]
         reply_to = next((m.id for m in reversed(recent) if m.role is Role.USER), None)
-        return RunInput(
+        trigger = next((m.public_id for m in recent if m.id == run.trigger_message_id), None)
+        inp = RunInput(
             run_id=run.id,
             run_public_id=run.public_id,
             workspace_id=run.workspace_id,
@@ -248,15 +299,16 @@ class Runtime:
                 settings=dict(version.settings or {}),
             ),
             end_user=Participant(
-                display_name=end_user.display_name if end_user else None,
-                address=end_user.address if end_user else None,
-                channel=str(end_user.channel) if end_user else None,
-                info={"notes": end_user.info} if end_user and end_user.info else {},
+                display_name=end_user.display_name,
+                address=end_user.address,
+                channel=str(end_user.channel),
+                info={"notes": end_user.info} if end_user.info else {},
             ),
             history=[HistoryItem(m.seq, m.role, m.sent_by, m.content, m.status) for m in recent],
             inbound=inbound,
             flow_state=thread.flow_state,
         )
+        return inp, trigger
 
     # ------------------------------------------------------------------------------------ 2. answer
 
@@ -340,6 +392,7 @@ class Runtime:
                 )
                 for call in completion.tool_calls:
                     outcome = await runner.run(call)
+                    await self._transient(inp, EventType.MESSAGE_TOOL_CALL, {"iteration": index, **outcome.record})
                     records.append(outcome.record)
                     answer.actions.extend(outcome.actions)
                     messages = (*messages, ChatMessage(role="tool", content=outcome.content, tool_call_id=call.id))
@@ -370,16 +423,20 @@ class Runtime:
         return completion
 
     async def _delta(self, inp: RunInput, index: int, text: str) -> None:
+        await self._transient(inp, EventType.MESSAGE_DELTA, {"iteration": index, "delta": text})
+
+    async def _transient(self, inp: RunInput, event_type: EventType, data: dict[str, Any]) -> None:
+        """A transient event of this run (a token delta, a tool call as it happens) to the live streams."""
         try:
             await transient.publish(
                 self.engine,
                 inp.workspace_id,
-                type=EventType.MESSAGE_DELTA,
-                data={"run_id": str(inp.run_public_id), "iteration": index, "delta": text},
+                type=event_type,
+                data={"run_id": str(inp.run_public_id), **data},
                 thread_id=str(inp.thread_public_id),
             )
-        except Exception as exc:  # a live view missing a delta must never fail the run
-            log.warning("run.delta_failed", error=type(exc).__name__)
+        except Exception as exc:  # a live view missing one must never fail the run
+            log.warning("run.transient_failed", type=str(event_type), error=type(exc).__name__)
 
     # ------------------------------------------------------------------------------------ 3. finish
 
@@ -543,7 +600,7 @@ async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatu
     ).scalar_one_or_none()
     if following is not None and following.job_id is not None and following.run_at <= now:
         if await JobRepository(session).wake(job_id=following.job_id, now=now):
-            await notify_workers(session)
+            await notify_workers(session, RUN_JOB)
 
 
 async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actions: list[Action]) -> None:

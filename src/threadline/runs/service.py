@@ -20,6 +20,7 @@ from threadline.events.types import EventType
 from threadline.jobs.repository import JobRepository
 from threadline.jobs.service import enqueue
 from threadline.kit.clock import utcnow
+from threadline.kit.ids import uuid7
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Run, RunStatus
 from threadline.models.run import FINISHED
@@ -35,10 +36,37 @@ def configure(*, max_attempts: int) -> None:
     _defaults["max_attempts"] = max_attempts
 
 
-async def record_event(session: AsyncSession, run: Run, type: EventType, thread_public_id: Any) -> None:
-    repo = RunRepository(session, run.workspace_id)
-    data = run_read(run, await repo.references([run]))
+_REQUESTED = "threadline.runs.requested"
+
+
+async def record_event(
+    session: AsyncSession,
+    run: Run,
+    type: EventType,
+    thread_public_id: Any,
+    refs: dict[str, dict[int, Any]] | None = None,
+) -> None:
+    """Record a run.* event; ``refs`` (as RunRepository.references gives them) saves the lookups when the
+    caller already knows the public ids."""
+    if refs is None:
+        refs = await RunRepository(session, run.workspace_id).references([run])
+    data = run_read(run, refs)
     events.record(session, workspace_id=run.workspace_id, type=type, data=data, thread_id=thread_public_id)
+
+
+def run_refs(run: Run, *, thread: Any, version: Any | None, trigger: Any | None) -> dict[str, dict[int, Any]]:
+    """The references of one run from public ids the caller holds."""
+    return {
+        "threads": {run.thread_id: thread},
+        "agent_versions": {run.agent_version_id: version} if run.agent_version_id is not None else {},
+        "messages": {run.trigger_message_id: trigger} if run.trigger_message_id is not None and trigger else {},
+    }
+
+
+def requested_run(session: AsyncSession, message_id: int) -> Run | None:
+    """The run that ``request_run`` set to answer message ``message_id`` in this session, if any."""
+    requested: dict[int, Run] = session.sync_session.info.get(_REQUESTED, {})
+    return requested.get(message_id)
 
 
 async def request_run(
@@ -48,7 +76,9 @@ async def request_run(
     thread_id: int,
     thread_public_id: Any,
     agent_version_id: int | None,
+    agent_version_public_id: Any = None,
     message_id: int,
+    message_public_id: Any = None,
     message_seq: int,
     debounce_s: float,
     now: datetime | None = None,
@@ -66,8 +96,21 @@ async def request_run(
                 await JobRepository(session).postpone(job_id=queued.job_id, run_at=run_at, now=now)
         queued.updated_at = now
         await session.flush()
+        session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = queued
         return queued
+    # The job first (it names the run by its public id), so the run is one INSERT with its job id.
+    public_id = uuid7()
+    job = await enqueue(
+        session,
+        kind=RUN_JOB,
+        payload={"run": str(public_id)},
+        workspace_id=workspace_id,
+        run_at=run_at,
+        max_attempts=int(_defaults["max_attempts"]),
+    )
     run = Run(
+        public_id=public_id,
+        job_id=job.id,
         workspace_id=workspace_id,
         thread_id=thread_id,
         agent_version_id=agent_version_id,
@@ -83,17 +126,11 @@ async def request_run(
     )
     session.add(run)
     await session.flush()
-    job = await enqueue(
-        session,
-        kind=RUN_JOB,
-        payload={"run_id": run.id},
-        workspace_id=workspace_id,
-        run_at=run_at,
-        max_attempts=int(_defaults["max_attempts"]),
-    )
-    run.job_id = job.id
-    await session.flush()
-    await record_event(session, run, EventType.RUN_QUEUED, thread_public_id)
+    refs = None
+    if agent_version_public_id is not None and message_public_id is not None:
+        refs = run_refs(run, thread=thread_public_id, version=agent_version_public_id, trigger=message_public_id)
+    await record_event(session, run, EventType.RUN_QUEUED, thread_public_id, refs)
+    session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = run
     return run
 
 

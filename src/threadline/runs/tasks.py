@@ -15,7 +15,7 @@ _runtimes: dict[int, Runtime] = {}
 
 @task(RUN_JOB)
 async def execute_run(ctx: JobContext, payload: dict[str, Any]) -> None:
-    await runtime_for(ctx).execute(int(payload["run_id"]), attempt=ctx.attempt, max_attempts=ctx.max_attempts)
+    await runtime_for(ctx).execute(str(payload["run"]), attempt=ctx.attempt, max_attempts=ctx.max_attempts)
 
 
 def runtime_for(ctx: JobContext) -> Runtime:

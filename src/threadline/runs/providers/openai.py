@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import openai
 import structlog
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from threadline.runs.providers.base import (
     ChatMessage,
@@ -146,15 +147,26 @@ class OpenAIProvider(Provider):
         """The chunk stream; asks for usage at its end unless this server refused ``stream_options`` before."""
         if not self._stream_options_refused:
             try:
-                return await self._client.chat.completions.create(
-                    **params, stream=True, stream_options={"include_usage": True}
-                )
+                return await self._post({**params, "stream": True, "stream_options": {"include_usage": True}})
             except openai.BadRequestError as exc:
                 if "stream_options" not in _error_text(exc):
                     raise
                 self._stream_options_refused = True
                 log.info("openai.stream_options_refused", server=_host(self.base_url))
-        return await self._client.chat.completions.create(**params, stream=True)
+        return await self._post({**params, "stream": True})
+
+    async def _post(self, body: dict[str, Any]) -> Any:
+        """``POST /chat/completions`` through the SDK's own client (its HTTP, errors, SSE parsing, chunk types),
+        with the body we built already in the wire shape. ``chat.completions.create`` would first walk the
+        body against its TypedDicts, which costs about half a millisecond per message of history: 20 ms for a
+        long thread, on every model call."""
+        return await self._client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        )
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params: dict[str, Any] = {"model": request.model, "messages": [_message(m) for m in request.messages]}
