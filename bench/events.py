@@ -26,21 +26,20 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from sqlalchemy import insert, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import log, pct, private_database
 from tests.events.sse import frames
 from tests.livesrv import live_server
 
@@ -60,41 +59,8 @@ from threadline.threads.service import create_thread
 from threadline.workspaces.service import create_workspace
 
 RESULTS = Path(__file__).resolve().parent / "results"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 WRITERS = 16
 TARGET_P99_MS = 100
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
-@contextmanager
-def private_database(kind: str) -> Any:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-        return
-    name = f"threadline_bench_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        log(f"dropped {name}")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def fixture(url: str, catch_up: int) -> dict[str, Any]:

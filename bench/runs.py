@@ -33,11 +33,12 @@ from openai import AsyncOpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import log, pct, private_database
 from tests.events.sse import frames
 from tests.fakes.openai_server import OpenAIStandIn, Reply
 from tests.livesrv import live_server
 
-from events import fixture, log, pct, private_database
+from events import fixture
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_P50_MS = 15.0

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -46,12 +45,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import log, pct, private_database
 from tests.livesrv import free_port, live_server
 
 from threadline.agents.schemas import AgentCreate
@@ -70,17 +70,7 @@ from threadline.workspaces.service import create_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 WRITERS = 16
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 # ---------------------------------------------------------------------------------------------- receiver
@@ -195,29 +185,6 @@ def process(args: list[str], env: dict[str, str], name: str) -> Iterator[subproc
 
 
 # ---------------------------------------------------------------------------------------------- fixture
-
-
-@contextmanager
-def private_database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-        return
-    name = f"threadline_bench_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        log(f"dropped {name}")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def fixture(url: str) -> dict[str, Any]:

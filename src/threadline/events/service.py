@@ -47,6 +47,7 @@ class PendingEvent:
     changes: list[str] | None = None
     public_id: uuid.UUID = field(default_factory=uuid7)
     created_at: datetime = field(default_factory=utcnow)
+    seq: int | None = None  # set when written, just before the commit
 
 
 Sink = Callable[[AsyncSession, int, list[PendingEvent]], Awaitable[None]]
@@ -146,6 +147,8 @@ async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int
                 for i, e in enumerate(events)
             ],
         )
+        for i, e in enumerate(events):
+            e.seq = first + i
         last_seqs[workspace_id] = last
     return last_seqs
 

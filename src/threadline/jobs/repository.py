@@ -65,9 +65,12 @@ class JobRepository:
         lease_s: float,
         kinds: Sequence[str] | None = None,
         exclude_kinds: Sequence[str] | None = None,
+        bury_lapsed: bool = True,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs to ``worker_id``: queued ones whose time has come, and running
-        ones whose lease lapsed (their worker died). Each claim counts as an attempt.
+        ones whose lease lapsed (their worker died). Each claim counts as an attempt. ``bury_lapsed``: first
+        mark dead the lapsed jobs that were on their last attempt (workers do it now and then, not on every
+        claim: such a job is never claimed again either way).
 
         On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side without waiting for or
         taking each other's rows; on SQLite the caller's BEGIN IMMEDIATE makes the claim the only writer.
@@ -77,7 +80,17 @@ class JobRepository:
             lapsed = and_(lapsed, Job.kind.in_(list(kinds)))
         if exclude_kinds:
             lapsed = and_(lapsed, Job.kind.not_in(list(exclude_kinds)))
+        if bury_lapsed:
+            await self._bury_lapsed(lapsed, now)
         # A lapsed job on its last attempt is not run again: its worker died on it every time.
+        due = or_(and_(Job.state == JobState.QUEUED, Job.run_at <= now), and_(lapsed, Job.attempts < Job.max_attempts))
+        if kinds is not None:
+            due = and_(due, Job.kind.in_(list(kinds)))
+        if exclude_kinds:
+            due = and_(due, Job.kind.not_in(list(exclude_kinds)))
+        return await self._lease(due, worker_id=worker_id, limit=limit, now=now, lease_s=lease_s)
+
+    async def _bury_lapsed(self, lapsed: Any, now: datetime) -> None:
         await self.session.execute(
             update(Job)
             .where(lapsed, Job.attempts >= Job.max_attempts)
@@ -91,11 +104,8 @@ class JobRepository:
             )
             .execution_options(synchronize_session=False)
         )
-        due = or_(and_(Job.state == JobState.QUEUED, Job.run_at <= now), lapsed)
-        if kinds is not None:
-            due = and_(due, Job.kind.in_(list(kinds)))
-        if exclude_kinds:
-            due = and_(due, Job.kind.not_in(list(exclude_kinds)))
+
+    async def _lease(self, due: Any, *, worker_id: str, limit: int, now: datetime, lease_s: float) -> list[Job]:
         ids = list(
             (
                 await self.session.scalars(

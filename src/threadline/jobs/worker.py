@@ -95,6 +95,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self.stats = {"succeeded": 0, "failed": 0, "released": 0}
+        self._last_bury = float("-inf")
 
     # ------------------------------------------------------------------------------------ control
 
@@ -179,12 +180,21 @@ class Worker:
                 lease_s=self.options.lease_s,
                 kinds=self.options.kinds,
                 exclude_kinds=self.options.exclude_kinds,
+                bury_lapsed=self._bury_due(),
             )
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
             self._running[job.id] = task
             task.add_done_callback(functools.partial(self._forget, job.id))
         return len(jobs)
+
+    def _bury_due(self) -> bool:
+        """Whether this claim should also bury lapsed last attempts (at most every lease/2 seconds)."""
+        now = time.monotonic()
+        if now - self._last_bury < self.options.lease_s / 2:
+            return False
+        self._last_bury = now
+        return True
 
     def _forget(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)

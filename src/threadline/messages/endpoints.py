@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import InvalidRequest
 from threadline.events.endpoints import EventStreamResponse, stream_events
-from threadline.events.repository import EventRepository
 from threadline.events.service import pending_events
 from threadline.events.types import EventType
 from threadline.kit.ids import parse_uuid
@@ -196,15 +195,13 @@ async def _stream_answer(
         if p.type == EventType.MESSAGE_CREATED and p.data.get("id") == str(message.public_id)
     )
     await request.state.db.commit_early()
-    async with request.app.state.read_sessionmaker() as reader:
-        row = await EventRepository(reader, workspace_id).by_public_id(created.public_id)
-    assert row is not None  # committed just above
+    assert created.seq is not None  # numbered by the commit just above
     settings = request.app.state.settings
     thread_uid = created.thread_id
     frames = stream_events(
         request,
         workspace_id=workspace_id,
-        cursor=row.seq - 1,
+        cursor=created.seq - 1,
         thread_id=thread_uid,
         patterns=[],
         keepalive_s=settings.sse_keepalive_s,

@@ -454,7 +454,7 @@ class Runtime:
                             session,
                             workspace_id=inp.workspace_id,
                             thread_id=thread_id,
-                            new=_hidden(reply, run.id, stop),
+                            new=_as_message(reply, Role.HIDDEN, run.id, metadata={"not_sent": stop}),
                         )
                 run.usage = _usage(answer.usage)
                 await _end(session, run, thread, RunStatus.CANCELLED, stop)
@@ -464,19 +464,7 @@ class Runtime:
                     session,
                     workspace_id=inp.workspace_id,
                     thread_id=thread_id,
-                    new=NewMessage(
-                        role=Role.ASSISTANT,
-                        sent_by=SentBy.AGENT,
-                        content=reply.content,
-                        type=reply.type,
-                        blocks=reply.blocks,
-                        media_url=reply.media_url,
-                        tool_calls=reply.tool_calls,
-                        iterations=reply.iterations,
-                        in_response_to_id=inp.reply_to_id,
-                        run_id=run.id,
-                        start_run=False,
-                    ),
+                    new=_as_message(reply, Role.ASSISTANT, run.id, in_response_to_id=inp.reply_to_id),
                 )
             if not answer.keep_flow_state:
                 thread.flow_state = answer.flow_state
@@ -538,9 +526,17 @@ def _stop_reason(run: Run, thread: Thread) -> str | None:
     return None
 
 
-def _hidden(reply: Reply, run_id: int, reason: str) -> NewMessage:
+def _as_message(
+    reply: Reply,
+    role: Role,
+    run_id: int,
+    *,
+    in_response_to_id: int | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> NewMessage:
+    """A reply as the agent's message: ``assistant`` to be sent, or ``hidden`` when it may not be."""
     return NewMessage(
-        role=Role.HIDDEN,
+        role=role,
         sent_by=SentBy.AGENT,
         content=reply.content,
         type=reply.type,
@@ -548,7 +544,8 @@ def _hidden(reply: Reply, run_id: int, reason: str) -> NewMessage:
         media_url=reply.media_url,
         tool_calls=reply.tool_calls,
         iterations=reply.iterations,
-        metadata={"not_sent": reason},
+        metadata=metadata or {},
+        in_response_to_id=in_response_to_id,
         run_id=run_id,
         start_run=False,
     )
