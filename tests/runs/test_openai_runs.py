@@ -96,6 +96,9 @@ async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_thro
             "tools": [tool, {"type": "add_tag"}],
         },
     )
+    shown = agent["current_version"]["tools"][0]
+    assert shown["headers"] == {"Authorization": "[redacted]"}  # the shop's credentials are write-only
+    assert "shop-key" not in (await api.get(f"/v1/agents/{agent['id']}")).text
     user = await create_end_user(api, display_name="Ada")
     thread = await create_thread(api, agent_id=agent["id"], end_user_id=user["id"])
     llm.script(

@@ -181,7 +181,7 @@ class AgentVersionRead(OutputModel):
             system_prompt=version.system_prompt,
             temperature=version.temperature,
             max_tokens=version.max_tokens,
-            tools=version.tools,
+            tools=redacted_tools(version.tools),
             flow=version.flow,
             discard_inbound=version.discard_inbound,
             settings=version.settings,
@@ -216,3 +216,18 @@ class AgentRead(OutputModel):
 
 AgentPage = ListPage[AgentRead]
 AgentVersionPage = ListPage[AgentVersionRead]
+
+
+REDACTED = "[redacted]"
+
+
+def redacted_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tools as the API shows them: HTTP tools' header values are write-only (they carry the credentials
+    of the business's own API), so a response never repeats them."""
+    shown = []
+    for tool in tools:
+        headers = tool.get("headers")
+        if isinstance(headers, dict) and headers:
+            tool = {**tool, "headers": dict.fromkeys(headers, REDACTED)}
+        shown.append(tool)
+    return shown
