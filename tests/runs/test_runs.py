@@ -114,6 +114,21 @@ async def test_a_two_step_tool_loop_is_recorded_in_tool_calls_and_iterations(
     tags = (await api.get(f"/v1/threads/{thread['id']}")).json()["tags"]
     assert [t["name"] for t in tags] == ["refund"]
 
+    # The next run sees what the agent did before: its calls, their results, then its answer.
+    provider.script(Step(text="Anything else?"))
+    await api.post(f"/v1/threads/{thread['id']}/messages", params={"wait": 10}, json={"content": "thanks"})
+    seen = [(m.role, m.content, [c.name for c in m.tool_calls], m.tool_call_id) for m in provider.requests[-1].messages]
+    ids = [c["id"] for c in calls]
+    assert seen[1:] == [
+        ("user", "refund pls", [], None),
+        ("assistant", None, ["add_tag", "add_tag", "missing_tool"], None),
+        ("tool", "Tagged 'refund'.", [], ids[0]),
+        ("tool", json.dumps({"error": calls[1]["error"]}), [], ids[1]),
+        ("tool", json.dumps({"error": calls[2]["error"]}), [], ids[2]),
+        ("assistant", "Done, I tagged your request.", [], None),
+        ("user", "thanks", [], None),
+    ]
+
 
 async def test_the_agent_hands_off_to_a_human_and_then_stays_quiet(
     api: httpx.AsyncClient, tenant: Tenant, sessionmaker: Any, provider: ScriptedProvider, worker: Any

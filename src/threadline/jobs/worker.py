@@ -129,8 +129,7 @@ class Worker:
             "worker.started",
             worker_id=self.id,
             concurrency=self.options.concurrency,
-            kinds=list(self.options.kinds) if self.options.kinds is not None else self.tasks.kinds(),
-            excluded=list(self.options.exclude_kinds or ()),
+            kinds=[k for k in self.tasks.kinds() if self.takes(k)],
         )
         service.add_wakeup(self.wake_for)
         heartbeat = asyncio.create_task(self._heartbeat())

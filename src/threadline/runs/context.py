@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from threadline.models.enums import MessageStatus, Role, SentBy
-from threadline.runs.providers.base import ChatMessage, Provider, ToolSpec
+from threadline.runs.providers.base import ChatMessage, Provider, ToolCall, ToolSpec
 
 OPERATOR_NOTE = (
     "Part of this conversation was handled by a human operator (their messages are marked "
@@ -29,6 +29,7 @@ class HistoryItem:
     sent_by: SentBy
     content: str
     status: MessageStatus
+    tool_calls: list[dict[str, Any]] | None = None  # an agent reply's record: id, name, arguments, result|error
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +52,36 @@ def system_prompt(base: str | None, end_user: Participant, *, operator_spoke: bo
     return "\n\n".join(parts)
 
 
-def _chat(item: HistoryItem) -> ChatMessage | None:
-    if item.status is MessageStatus.DISCARDED or not item.content:
-        return None
+def _chat(item: HistoryItem) -> tuple[ChatMessage, ...]:
+    """One stored message as chat messages: an agent reply that called tools becomes the assistant's call,
+    each tool's result, then its answer, so the model sees what it did before (kept or dropped together)."""
+    if item.status is MessageStatus.DISCARDED:
+        return ()
     if item.role is Role.USER:
-        return ChatMessage(role="user", content=item.content)
-    if item.role is Role.ASSISTANT:
-        if item.sent_by is SentBy.OPERATOR:
-            return ChatMessage(role="assistant", content=f"[human operator] {item.content}")
-        return ChatMessage(role="assistant", content=item.content)
-    return None  # system notes, hidden and tool messages are not the conversation
+        return (ChatMessage(role="user", content=item.content),) if item.content else ()
+    if item.role is not Role.ASSISTANT:
+        return ()  # system notes, hidden and tool messages are not the conversation
+    if item.sent_by is SentBy.OPERATOR:
+        return (ChatMessage(role="assistant", content=f"[human operator] {item.content}"),) if item.content else ()
+    out: list[ChatMessage] = []
+    calls = [c for c in item.tool_calls or [] if isinstance(c, dict) and c.get("id") and c.get("name")]
+    if calls:
+        out.append(
+            ChatMessage(
+                role="assistant",
+                tool_calls=tuple(ToolCall(str(c["id"]), str(c["name"]), _json(c.get("arguments"))) for c in calls),
+            )
+        )
+        for c in calls:
+            result = {"error": c["error"]} if c.get("error") else c.get("result")
+            out.append(ChatMessage(role="tool", content=_json(result), tool_call_id=str(c["id"])))
+    if item.content:
+        out.append(ChatMessage(role="assistant", content=item.content))
+    return tuple(out)
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def build(
@@ -79,18 +100,19 @@ def build(
     system = ChatMessage(role="system", content=system_prompt(base_prompt, end_user, operator_spoke=operator_spoke))
     window = context_window or provider.context_window(model)
     budget = window - (max_tokens or 0) - provider.count_tokens((system,), tools, model=model)
-    chosen: list[ChatMessage] = []
+    chosen: list[tuple[ChatMessage, ...]] = []
     for item in sorted(history, key=lambda h: h.seq, reverse=True):
-        message = _chat(item)
-        if message is None:
+        unit = _chat(item)
+        if not unit:
             continue
-        cost = provider.count_tokens((message,), model=model)
+        cost = provider.count_tokens(unit, model=model)
         if cost > budget:
             break
         budget -= cost
-        chosen.append(message)
+        chosen.append(unit)
     chosen.reverse()
+    flat = [m for unit in chosen for m in unit]
     # A chat must not open with the assistant on some servers; the dropped prefix is older history anyway.
-    while chosen and chosen[0].role != "user":
-        chosen.pop(0)
-    return (system, *chosen)
+    while flat and flat[0].role != "user":
+        flat.pop(0)
+    return (system, *flat)

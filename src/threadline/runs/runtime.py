@@ -78,6 +78,7 @@ _HISTORY_COLUMNS = (
     Message.blocks,
     Message.metadata_.label("metadata"),
     Message.status,
+    Message.tool_calls,
 )
 HISTORY_LIMIT = 200  # messages read for the context; the token budget usually stops well before
 DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first at once)
@@ -304,7 +305,7 @@ class Runtime:
                 channel=str(end_user.channel),
                 info={"notes": end_user.info} if end_user.info else {},
             ),
-            history=[HistoryItem(m.seq, m.role, m.sent_by, m.content, m.status) for m in recent],
+            history=[HistoryItem(m.seq, m.role, m.sent_by, m.content, m.status, m.tool_calls) for m in recent],
             inbound=inbound,
             flow_state=thread.flow_state,
         )
