@@ -299,6 +299,10 @@ async def test_tools_and_provider_settings_are_checked_when_a_version_is_created
     cases = [
         ({**PROMPT, "tools": [{"type": "function", "name": "x"}]}, "version.tools"),
         ({**PROMPT, "tools": [{"type": "http", "name": "x"}]}, "version.tools"),  # no url
+        (  # only the server seals headers
+            {**PROMPT, "tools": [{"type": "http", "name": "x", "url": "https://e.com", "headers_encrypted": "a"}]},
+            "version.tools",
+        ),
         ({**PROMPT, "tools": [{"type": "add_tag"}, {"type": "add_tag"}]}, "version.tools"),  # two named add_tag
         ({**PROMPT, "provider": "nonsense"}, "version.provider"),
         ({"mode": "PROMPT", "provider": "openai"}, "version.model"),

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from tests.events.sse import frames
 from tests.factories import create_agent, create_end_user, create_thread
@@ -73,7 +74,11 @@ async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> As
 
 
 async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_through_the_openai_sdk(
-    api: httpx.AsyncClient, llm: OpenAIStandIn, shop: tuple[str, list[dict[str, Any]]], llm_worker: Worker
+    api: httpx.AsyncClient,
+    llm: OpenAIStandIn,
+    shop: tuple[str, list[dict[str, Any]]],
+    llm_worker: Worker,
+    sessionmaker: Any,
 ) -> None:
     url, calls = shop
     tool = {
@@ -99,6 +104,9 @@ async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_thro
     shown = agent["current_version"]["tools"][0]
     assert shown["headers"] == {"Authorization": "[redacted]"}  # the shop's credentials are write-only
     assert "shop-key" not in (await api.get(f"/v1/agents/{agent['id']}")).text
+    async with sessionmaker() as s:  # nor in a database dump: sealed with the server's secret key
+        stored = (await s.execute(text("SELECT tools FROM agent_versions"))).all()
+    assert stored and not any("shop-key" in str(row[0]) for row in stored)
     user = await create_end_user(api, display_name="Ada")
     thread = await create_thread(api, agent_id=agent["id"], end_user_id=user["id"])
     llm.script(

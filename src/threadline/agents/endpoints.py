@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -24,6 +24,7 @@ from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 
 router = APIRouter(prefix="/agents", tags=["agents"])
+VersionT = TypeVar("VersionT", bound=AgentVersionSpec)
 
 
 @router.post(
@@ -36,6 +37,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 async def create_agent(body: AgentCreate, request: Request, session: SessionDep, auth: WriteAuth) -> AgentRead:
     if body.version is not None:
         _check_provider(body.version, request.app.state.settings, param="version")
+        body = body.model_copy(update={"version": _sealed(body.version, request.app.state.settings)})
     agent, version = await service.create_agent(session, workspace_id=auth.workspace_id, data=body)
     return AgentRead.of(agent, version)
 
@@ -94,6 +96,7 @@ async def create_version(
     agent_id: str, body: AgentVersionCreate, request: Request, session: SessionDep, auth: WriteAuth
 ) -> AgentVersionRead:
     _check_provider(body, request.app.state.settings, param=None)
+    body = _sealed(body, request.app.state.settings)
     agent, version = await service.create_version(session, workspace_id=auth.workspace_id, agent_id=agent_id, data=body)
     return AgentVersionRead.of(version, agent=agent)
 
@@ -130,3 +133,13 @@ def _check_provider(spec: AgentVersionSpec, settings: Settings, *, param: str | 
         check_version(spec.provider or DEFAULT_PROVIDER, spec.model, spec.tools, spec.settings, settings)
     except ValueError as exc:
         raise ValidationFailed(str(exc), param=where("provider" if "provider" in str(exc) else "settings")) from None
+
+
+def _sealed(spec: VersionT, settings: Settings) -> VersionT:
+    """The version with its HTTP tools' header values encrypted (they hold credentials)."""
+    from threadline.kit.secrets import secret_box
+    from threadline.runs.tools import seal_headers
+
+    if not any(t.get("type") == "http" and t.get("headers") for t in spec.tools):
+        return spec
+    return spec.model_copy(update={"tools": seal_headers(spec.tools, secret_box(settings))})

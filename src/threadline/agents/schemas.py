@@ -112,6 +112,8 @@ class AgentVersionSpec(InputModel):
 
         from threadline.runs.tools import parse_tools
 
+        if any(isinstance(t, dict) and "headers_encrypted" in t for t in tools):
+            raise PydanticCustomError("tools_invalid", "headers_encrypted is set by the server; send headers")
         try:
             parsed = parse_tools(tools)
         except ValidationError as exc:
@@ -229,5 +231,5 @@ def redacted_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         headers = tool.get("headers")
         if isinstance(headers, dict) and headers:
             tool = {**tool, "headers": dict.fromkeys(headers, REDACTED)}
-        shown.append(tool)
+        shown.append({k: v for k, v in tool.items() if k != "headers_encrypted"})
     return shown

@@ -42,6 +42,7 @@ from threadline.jobs.repository import JobRepository
 from threadline.jobs.service import notify_workers
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
+from threadline.kit.secrets import secret_box
 from threadline.kit.ssrf import GuardedTransport
 from threadline.messages import service as messages
 from threadline.messages.service import NewMessage
@@ -348,7 +349,8 @@ class Runtime:
         client = self.http or httpx.AsyncClient(
             transport=GuardedTransport(allow_private=self.settings.tools_allow_private_urls), follow_redirects=False
         )
-        runner = ToolRunner(tools, client=client)
+        sealed = any(getattr(t, "headers_encrypted", None) for t in tools)
+        runner = ToolRunner(tools, client=client, box=secret_box(self.settings) if sealed else None)
         answer = Answer()
         iterations: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []

@@ -40,6 +40,9 @@ class HttpTool(_Tool):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict)
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10
+    # Set by the server, never by clients: the header values, encrypted (kit.secrets). ``headers`` then keeps
+    # only the names, with redacted values, so that neither a response nor a database dump shows them.
+    headers_encrypted: str | None = None
 
 
 class HandoffTool(_Tool):
@@ -140,9 +143,10 @@ class ToolOutcome:
 
 
 class ToolRunner:
-    def __init__(self, tools: list[Any], *, client: httpx.AsyncClient) -> None:
+    def __init__(self, tools: list[Any], *, client: httpx.AsyncClient, box: Any = None) -> None:
         self.tools = {t.name: t for t in tools}
         self.client = client
+        self.box = box
 
     async def run(self, call: ToolCall) -> ToolOutcome:
         started = time.perf_counter()
@@ -192,7 +196,11 @@ class ToolRunner:
         raise ToolFailed(f"tool type {type(tool).__name__} cannot run")  # pragma: no cover
 
     async def _http(self, tool: HttpTool, arguments: dict[str, Any]) -> Any:
-        kwargs: dict[str, Any] = {"headers": tool.headers, "timeout": tool.timeout_s}
+        try:
+            headers = open_headers(tool, self.box)
+        except Exception:
+            raise ToolFailed(f"{tool.name}: its headers cannot be decrypted (were the secret keys changed?)") from None
+        kwargs: dict[str, Any] = {"headers": headers, "timeout": tool.timeout_s}
         if tool.method == "GET":
             kwargs["params"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in arguments.items()}
         else:
@@ -215,3 +223,29 @@ class ToolRunner:
 
 class ToolFailed(Exception):
     pass
+
+
+def seal_headers(tools: list[dict[str, Any]], box: Any) -> list[dict[str, Any]]:
+    """HTTP tools with their header values encrypted into ``headers_encrypted`` (names kept, values redacted)."""
+    sealed = []
+    for tool in tools:
+        headers = tool.get("headers")
+        if tool.get("type") == "http" and isinstance(headers, dict) and headers:
+            tool = {
+                **tool,
+                "headers": dict.fromkeys(headers, REDACTED),
+                "headers_encrypted": box.encrypt_json(headers).decode("ascii"),
+            }
+        sealed.append(tool)
+    return sealed
+
+
+def open_headers(tool: HttpTool, box: Any) -> dict[str, str]:
+    """The header values an HTTP tool sends (decrypted when they were sealed)."""
+    if tool.headers_encrypted is None:
+        return dict(tool.headers)
+    opened: dict[str, str] = box.decrypt_json(tool.headers_encrypted.encode("ascii"))
+    return opened
+
+
+REDACTED = "[redacted]"
