@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from threadline.events import service
 from threadline.events.repository import EventRepository
 from threadline.events.schemas import encode, envelope, sse_frame, transient_envelope
-from threadline.events.transient import TRANSIENT_CHANNEL, notify_payload, register_hub
+from threadline.events.transient import ORIGIN, TRANSIENT_CHANNEL, notify_payload, register_hub
 from threadline.kit.pglisten import PgListener
 
 log = structlog.get_logger(__name__)
@@ -224,16 +224,14 @@ class EventHub:
         """Hand a transient event to every subscriber of the workspace (or thread) in every process
         (through this hub's own connection; code without a hub uses ``events.transient.publish``)."""
         envelope = transient_envelope(type=type, data=data, thread_id=thread_id)
+        self.deliver_transient(workspace_id, envelope)
         if self._listener is None:
-            self.deliver_transient(workspace_id, envelope)
             return
         payload = notify_payload(workspace_id, envelope)
         await self.start()
-        connection = self._listener.connection if self._listener is not None else None
+        connection = self._listener.connection
         if connection is None or connection.is_closed():
-            # The listener is reconnecting: this process's own subscribers still get it.
-            self.deliver_transient(workspace_id, envelope)
-            return
+            return  # the listener is reconnecting: only this process's subscribers get this one
         async with self._publish_lock:
             await connection.execute("SELECT pg_notify($1, $2)", TRANSIENT_CHANNEL, payload)
 
@@ -271,6 +269,8 @@ class EventHub:
     def _on_transient(self, payload: str) -> None:
         try:
             message = json.loads(payload)
+            if message.get("o") == ORIGIN:
+                return  # sent by this process, whose hubs had it already
             self.deliver_transient(int(message["w"]), message["e"])
         except (ValueError, KeyError, TypeError):
             log.warning("events.bad_notification", channel=TRANSIENT_CHANNEL)

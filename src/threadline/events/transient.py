@@ -1,12 +1,14 @@
 """Publishing transient events (token deltas) from any process: API or worker.
 
-They are never stored. On PostgreSQL they go out with ``NOTIFY threadline_transient`` (every process's
-hub listens); on SQLite they are handed to the hubs of this process (``threadline serve`` runs the
-workers in the API process, so its streams get them).
+They are never stored. They are handed to this process's hubs at once and, on PostgreSQL, sent with
+``NOTIFY threadline_transient`` to the other processes (each notification names its origin, so a hub
+skips its own process's echo). On SQLite only this process's streams get them (``threadline serve``
+runs the workers in the API process).
 """
 
 from __future__ import annotations
 
+import secrets
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,12 @@ def register_hub(hub: EventHub) -> None:
     _local_hubs.add(hub)
 
 
+# This process, in the notifications it sends: its own hubs got the event already and skip the echo.
+ORIGIN = secrets.token_hex(8)
+
+
 def notify_payload(workspace_id: int, envelope: dict[str, Any]) -> str:
-    payload = to_json({"w": workspace_id, "e": envelope}).decode()
+    payload = to_json({"w": workspace_id, "o": ORIGIN, "e": envelope}).decode()
     if len(payload.encode()) > MAX_TRANSIENT_BYTES:
         raise ValueError(f"a transient event must encode to under {MAX_TRANSIENT_BYTES} bytes")
     return payload
@@ -42,13 +48,15 @@ async def publish(
 ) -> None:
     """Hand a transient event to every live stream of the workspace (or thread), in every process."""
     envelope = transient_envelope(type=type, data=data, thread_id=thread_id)
-    if engine.dialect.name == "postgresql":
-        payload = notify_payload(workspace_id, envelope)
-        async with engine.connect() as conn:
-            await conn.execute(
-                text("SELECT pg_notify(:channel, :payload)"), {"channel": TRANSIENT_CHANNEL, "payload": payload}
-            )
-            await conn.commit()
-        return
+    # This process's streams at once (the API and the worker share it in `threadline serve`)...
     for hub in list(_local_hubs):
         hub.deliver_transient(workspace_id, envelope)
+    if engine.dialect.name != "postgresql":
+        return
+    # ...and the other processes' through PostgreSQL.
+    payload = notify_payload(workspace_id, envelope)
+    async with engine.connect() as conn:
+        await conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": TRANSIENT_CHANNEL, "payload": payload}
+        )
+        await conn.commit()
