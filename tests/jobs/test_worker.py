@@ -215,3 +215,53 @@ async def test_outbound_jobs_have_slots_of_their_own_so_a_stuck_receiver_delays_
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_job_enqueued_for_adoption_is_born_leased_to_a_local_worker_and_starts_at_commit(
+    sessionmaker: Maker,
+) -> None:
+    kind = _kind()
+    tasks = TaskRegistry()
+    ran: list[int] = []
+    gate = asyncio.Event()
+
+    @tasks.task(kind)
+    async def handler(ctx: JobContext, payload: dict[str, Any]) -> None:
+        ran.append(ctx.job_id)
+        await gate.wait()
+
+    worker = _worker(sessionmaker, tasks, kind, concurrency=2, poll_interval_s=60)  # no poll will find them
+    runner = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)
+    try:
+        async with sessionmaker() as s, s.begin():
+            first = await enqueue(s, kind=kind, adopt=True)
+            assert (first.state, first.locked_by, first.attempts) == (JobState.RUNNING, worker.id, 1)
+            assert worker._reserved == 1
+        await _until(lambda: _async(ran == [first.id]), within_s=5)
+        # A rolled-back transaction gives its reserved slot back, and leaves no job.
+        try:
+            async with sessionmaker() as s, s.begin():
+                await enqueue(s, kind=kind, adopt=True)
+                assert worker._reserved == 1
+                raise RuntimeError("the change failed")
+        except RuntimeError:
+            pass
+        assert worker._reserved == 0
+        async with sessionmaker() as s, s.begin():
+            second = await enqueue(s, kind=kind, adopt=True)
+        await _until(lambda: _async(ran == [first.id, second.id]), within_s=5)
+        # Both slots are busy: the next one is queued as usual, for a claim to find.
+        async with sessionmaker() as s, s.begin():
+            third = await enqueue(s, kind=kind, adopt=True)
+            assert third.state == JobState.QUEUED and third.locked_by is None
+        gate.set()
+
+        async def all_done() -> bool:
+            return [j.state for j in await _jobs(sessionmaker, kind)] == [JobState.SUCCEEDED] * 3
+
+        await _until(all_done, within_s=10)
+    finally:
+        gate.set()
+        worker.stop()
+        await asyncio.wait_for(runner, 10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,35 @@ def configure_defaults(*, max_attempts: int) -> None:
     _defaults["max_attempts"] = max_attempts
 
 
+class Adopter(Protocol):
+    """A worker of this process that can take a job at birth (see ``enqueue(adopt=True)``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def lease_s(self) -> float: ...
+
+    def reserve(self, kind: str) -> bool: ...
+
+    def adopt(self, job: Job) -> None: ...
+
+    def unreserve(self) -> None: ...
+
+
+_adopters: list[Adopter] = []
+_ADOPTED = "threadline.jobs.adopted"
+
+
+def add_adopter(worker: Adopter) -> None:
+    _adopters.append(worker)
+
+
+def remove_adopter(worker: Adopter) -> None:
+    if worker in _adopters:
+        _adopters.remove(worker)
+
+
 def add_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
     _wakeups.add(callback)
 
@@ -48,6 +77,8 @@ def remove_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers_after_commit(session: Session) -> None:
+    for worker, job in session.info.pop(_ADOPTED, ()):
+        worker.adopt(job)
     session.info.pop(_NOTIFIED, None)
     kinds = session.info.pop(_ENQUEUED, None)
     if kinds:
@@ -57,6 +88,8 @@ def _wake_workers_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
+    for worker, _job in session.info.pop(_ADOPTED, ()):
+        worker.unreserve()
     session.info.pop(_ENQUEUED, None)
     session.info.pop(_NOTIFIED, None)
 
@@ -70,10 +103,14 @@ async def enqueue(
     run_at: datetime | None = None,
     max_attempts: int | None = None,
     dedupe_key: str | None = None,
+    adopt: bool = False,
 ) -> Job:
     """Add a job to the caller's transaction (flushed, not committed).
 
     With ``dedupe_key``, a second job of the same kind and key is not added: the existing one is returned.
+    With ``adopt`` (a job someone waits for, due now), a worker of this process with a free slot takes it at
+    birth: the row is written already leased to that worker, which starts it when the transaction commits,
+    with no claim in between. Should this process die first, the lease lapses and any worker takes it.
     """
     if not kind:
         raise InvalidRequest("a job needs a kind", param="kind")
@@ -94,12 +131,25 @@ async def enqueue(
     }
     if values["max_attempts"] < 1:
         raise InvalidRequest("max_attempts must be at least 1", param="max_attempts")
+    adopter = None
+    if adopt and dedupe_key is None and values["run_at"] <= now:
+        adopter = next((w for w in _adopters if w.reserve(kind)), None)
+    if adopter is not None:
+        values.update(
+            state=JobState.RUNNING,
+            attempts=1,
+            locked_by=adopter.id,
+            lease_expires_at=now + timedelta(seconds=adopter.lease_s),
+        )
     if dedupe_key is not None:
         job = await JobRepository(session).insert_deduplicated({**values, "public_id": _new_public_id()})
     else:
         job = Job(**values)
         session.add(job)
         await session.flush()
+    if adopter is not None:
+        session.info.setdefault(_ADOPTED, []).append((adopter, job))
+        return job
     await notify_workers(session, kind)
     return job
 

@@ -96,12 +96,34 @@ class Worker:
         self._running: dict[int, asyncio.Task[None]] = {}
         self.stats = {"succeeded": 0, "failed": 0, "released": 0}
         self._last_bury = float("-inf")
+        self._reserved = 0  # slots held for jobs born leased to us, until their transaction ends
 
     # ------------------------------------------------------------------------------------ control
 
     def wake(self) -> None:
         """Look for jobs now instead of at the next poll."""
         self._wake.set()
+
+    @property
+    def lease_s(self) -> float:
+        return self.options.lease_s
+
+    def reserve(self, kind: str) -> bool:
+        """Hold a slot for a job born leased to this worker (jobs.service.enqueue(adopt=True))."""
+        if self._stopping.is_set() or not self.takes(kind) or self.tasks.get(kind) is None:
+            return False
+        if len(self._running) + self._reserved >= self.options.concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self._reserved = max(0, self._reserved - 1)
+
+    def adopt(self, job: Job) -> None:
+        """Start a job born leased to us (its transaction has committed)."""
+        self.unreserve()
+        self._start(job)
 
     def takes(self, kind: str) -> bool:
         if self.options.kinds is not None:
@@ -132,11 +154,13 @@ class Worker:
             kinds=[k for k in self.tasks.kinds() if self.takes(k)],
         )
         service.add_wakeup(self.wake_for)
+        service.add_adopter(self)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._claim_loop()
         finally:
             service.remove_wakeup(self.wake_for)
+            service.remove_adopter(self)
             await self._drain()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -145,7 +169,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.options.concurrency - len(self._running)
+            free = self.options.concurrency - len(self._running) - self._reserved
             claimed = 0
             if free > 0:
                 try:
@@ -182,10 +206,13 @@ class Worker:
                 bury_lapsed=self._bury_due(),
             )
         for job in jobs:
-            task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
-            self._running[job.id] = task
-            task.add_done_callback(functools.partial(self._forget, job.id))
+            self._start(job)
         return len(jobs)
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+        self._running[job.id] = task
+        task.add_done_callback(functools.partial(self._forget, job.id))
 
     def _bury_due(self) -> bool:
         """Whether this claim should also bury lapsed last attempts (at most every lease/2 seconds)."""

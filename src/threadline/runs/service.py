@@ -107,6 +107,7 @@ async def request_run(
         workspace_id=workspace_id,
         run_at=run_at,
         max_attempts=int(_defaults["max_attempts"]),
+        adopt=True,  # someone is waiting for the answer: a worker of this process starts it at commit
     )
     run = Run(
         public_id=public_id,
