@@ -176,3 +176,16 @@ async def test_mark_read(api: httpx.AsyncClient, ten: Any) -> None:
     assert (await api.post(f"/v1/threads/{thread_id}/read", json={})).json()["marked"] == 7
     r = await api.post(f"/v1/threads/{thread_id}/read", json={"message_ids": ["nope"]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "message_ids"
+
+
+async def test_outbound_messages_on_messaging_channels_are_queued_for_delivery(api: httpx.AsyncClient) -> None:
+    sms = await api.post("/v1/integrations", json={"type": "sms", "name": "sms"})
+    assert sms.status_code == 201, sms.text
+    on_sms = await create_thread(api, integration_id=sms.json()["id"])
+    on_api = await create_thread(api)
+    user = (await api.post("/v1/users", json={"email": "agent-op@example.com"})).json()
+    for thread, outbound in ((on_sms, "QUEUED"), (on_api, "SENT")):
+        inbound = await post_message(api, thread["id"], "hi")
+        reply = await post_message(api, thread["id"], "hello", role="assistant", user_id=user["id"])
+        note = await post_message(api, thread["id"], "internal", role="system")
+        assert (inbound["status"], reply["status"], note["status"]) == ("RECEIVED", outbound, "SENT"), thread

@@ -10,16 +10,21 @@ from sqlalchemy import ScalarSelect, Select, select, update
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import Integration, Message, Thread, User
-from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role
+from threadline.models import AgentVersion, Integration, Message, Thread, User
+from threadline.models.enums import Direction, MessageStatus, MessageType, Role
 
 _COLUMNS = tuple(Message.__table__.c)
+
+
+def _version_column(column: Any, name: str) -> Any:
+    return select(column).where(AgentVersion.id == Thread.agent_version_id).scalar_subquery().label(name)
 
 
 class MessageRepository(WorkspaceRepository):
     async def claim_next_seq(self, thread_public_id: str, *, now: datetime) -> Any | None:
         """Take the thread's next message number; returns the row (id, last_seq, integration_id, active,
-        blocked, agent_version_id) as it is after the claim, or None if there is no such thread.
+        blocked, agent_version_id, discard_inbound, version_settings, version_public_id, channel) as it is
+        after the claim, or None if there is no such thread.
 
         The UPDATE locks the thread row until the transaction ends, so the writers of one thread commit
         one after another, in ``seq`` order: a reader paging by ``seq`` can never see 7 before 6 exists.
@@ -44,16 +49,17 @@ class MessageRepository(WorkspaceRepository):
                 Thread.active,
                 Thread.blocked,
                 Thread.agent_version_id,
+                # What the new message needs of the thread's agent version and channel, in the same round trip.
+                _version_column(AgentVersion.discard_inbound, "discard_inbound"),
+                _version_column(AgentVersion.settings, "version_settings"),
+                _version_column(AgentVersion.public_id, "version_public_id"),
+                select(Integration.type)
+                .where(Integration.id == Thread.integration_id)
+                .scalar_subquery()
+                .label("channel"),
             )
         )
         return (await self.session.execute(stmt)).one_or_none()
-
-    async def channel_of(self, integration_id: int | None) -> ChannelType:
-        if integration_id is None:
-            return ChannelType.API
-        stmt = select(Integration.type).where(Integration.id == integration_id)
-        channel: ChannelType = (await self.session.execute(stmt)).scalar_one()
-        return channel
 
     async def in_thread(self, thread_id: int, public_id: str) -> Message | None:
         uid = parse_uuid(public_id)

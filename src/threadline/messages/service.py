@@ -30,7 +30,6 @@ from threadline.models.enums import (
     Source,
 )
 from threadline.runs import service as runs
-from threadline.runs.repository import RunRepository
 from threadline.threads.repository import ThreadRepository
 
 _INTERNAL_ROLES = frozenset({Role.SYSTEM, Role.TOOL, Role.HIDDEN})
@@ -92,11 +91,11 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     if claimed is None:
         raise NotFound(f"no thread with id '{thread_id}'")
     thread_key, seq, integration_id = claimed.id, claimed.last_seq, claimed.integration_id
-    channel = await repo.channel_of(integration_id)
+    channel = ChannelType(claimed.channel) if claimed.channel is not None else ChannelType.API
     direction = Direction.INBOUND if new.role is Role.USER else Direction.OUTBOUND
     version = None
     if new.role is Role.USER and claimed.agent_version_id is not None:
-        version = await RunRepository(session, workspace_id).version_settings(claimed.agent_version_id)
+        version = (bool(claimed.discard_inbound), dict(claimed.version_settings or {}), claimed.version_public_id)
     discard = version is not None and version[0]
     status = MessageStatus.DISCARDED if discard and new.status is None else _initial_status(new, direction, channel)
     message = Message(

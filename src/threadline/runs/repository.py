@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import AgentVersion, Message, Run, RunStatus, Thread
@@ -47,11 +45,3 @@ class RunRepository(WorkspaceRepository):
                 Message, {r.trigger_message_id for r in runs if r.trigger_message_id is not None}
             ),
         }
-
-    async def version_settings(self, version_id: int) -> tuple[bool, dict[str, Any], Any] | None:
-        """(discard_inbound, settings, public id) of an agent version."""
-        stmt = select(AgentVersion.discard_inbound, AgentVersion.settings, AgentVersion.public_id).where(
-            AgentVersion.id == version_id, AgentVersion.workspace_id == self.workspace_id
-        )
-        row = (await self.session.execute(stmt)).one_or_none()
-        return (bool(row[0]), dict(row[1] or {}), row[2]) if row is not None else None
