@@ -45,11 +45,6 @@ class EventRepository(WorkspaceRepository):
         stmt = stmt.order_by(Event.seq).limit(limit)
         return (await self.session.execute(stmt)).all()
 
-    async def by_public_id(self, public_id: uuid.UUID) -> Any | None:
-        stmt = select(*_COLUMNS).where(Event.workspace_id == self.workspace_id, Event.public_id == public_id)
-        return (await self.session.execute(stmt)).one_or_none()
-
-
 async def purge_events(session: Any, *, before: datetime) -> int:
     """Delete every workspace's events older than ``before`` (retention); returns how many."""
     result = await session.execute(delete(Event).where(Event.created_at < before))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,8 +99,12 @@ async def create_message(
     message = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
     repo = RunRepository(session, auth.workspace_id)
     run = runs.requested_run(session, message.id) if message.role is Role.USER else None
+    # The message and its new run were rendered once already, for their events: answer with the same objects.
+    created = _pending(session, EventType.MESSAGE_CREATED, message.public_id)
+    queued = _pending(session, EventType.RUN_QUEUED, run.public_id) if run is not None else None
     if stream:
-        return await _stream_answer(request, session, auth.workspace_id, message, run)
+        return await _stream_answer(request, auth.workspace_id, created, run)
+    body_out = dict(created.data)
     replies: list[Message] | None = None
     if wait is not None:
         replies = []
@@ -116,13 +120,25 @@ async def create_message(
                 seconds=min(wait, settings.message_wait_max_s),
                 poll_s=settings.events_poll_interval_s,
             )
-    renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(
-        session, auth.workspace_id, [message, *(replies or [])]
-    )
-    body_out = renderer(message)
-    body_out["run"] = run_read(run, await repo.references([run])) if run is not None else None
-    body_out["replies"] = [renderer(r) for r in replies] if replies is not None else None
+    if run is None:
+        body_out["run"] = None
+    elif queued is not None and wait is None:
+        body_out["run"] = queued.data
+    else:  # it changed while we waited, or the message joined a run queued earlier
+        body_out["run"] = run_read(run, await repo.references([run]))
+    body_out["replies"] = None
+    if replies is not None:
+        renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(
+            session, auth.workspace_id, replies
+        )
+        body_out["replies"] = [renderer(r) for r in replies]
     return json_response(body_out, 201)
+
+
+def _pending(session: AsyncSession, event_type: EventType, object_id: Any) -> Any:
+    """This transaction's not yet committed event of ``event_type`` about ``object_id``, if any."""
+    wanted = str(object_id)
+    return next((p for p in pending_events(session) if p.type == event_type and p.data.get("id") == wanted), None)
 
 
 @router.get(
@@ -185,15 +201,8 @@ async def mark_read(thread_id: str, body: MarkRead, session: SessionDep, auth: W
     return ReadReceipt(thread_id=_canonical(thread_id), marked=count, read_at=at)
 
 
-async def _stream_answer(
-    request: Request, session: AsyncSession, workspace_id: int, message: Message, run: Run | None
-) -> Response:
+async def _stream_answer(request: Request, workspace_id: int, created: Any, run: Run | None) -> Response:
     """Commit, then stream the thread's events from this message's ``message.created`` until the run ends."""
-    created = next(
-        p
-        for p in pending_events(session)
-        if p.type == EventType.MESSAGE_CREATED and p.data.get("id") == str(message.public_id)
-    )
     await request.state.db.commit_early()
     assert created.seq is not None  # numbered by the commit just above
     settings = request.app.state.settings

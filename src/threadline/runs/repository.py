@@ -14,20 +14,6 @@ class RunRepository(WorkspaceRepository):
         stmt = self.scoped(Run).where(Run.thread_id == thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id)
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
-    async def active_for_thread(self, thread_id: int) -> list[Run]:
-        stmt = self.scoped(Run).where(Run.thread_id == thread_id, Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
-        return list((await self.session.execute(stmt.order_by(Run.id))).scalars().all())
-
-    async def answering(self, thread_id: int, seq: int) -> Run | None:
-        """The run that answers the thread's message ``seq`` (the first whose input reaches it)."""
-        stmt = (
-            self.scoped(Run)
-            .where(Run.thread_id == thread_id, Run.input_seq >= seq, Run.status != RunStatus.CANCELLED)
-            .order_by(Run.id)
-            .limit(1)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def replies(self, run_id: int) -> list[Message]:
         stmt = self.scoped(Message).where(Message.run_id == run_id, Message.role != "hidden").order_by(Message.seq)
         return list((await self.session.execute(stmt)).scalars().all())
