@@ -50,7 +50,9 @@ async def test_a_run_whose_worker_is_killed_mid_answer_is_finished_by_another_wo
                 if proc is not None:
                     _stop(proc)
     assert run["status"] == "completed", run
-    assert run["attempts"] == 2  # the killed attempt, then the one that finished
+    # The killed attempt, then the one that finished; on a loaded machine a 1.5 s lease can also lapse under
+    # the second worker, which adds an attempt but never a second reply (checked below).
+    assert run["attempts"] >= 2
     replies = [m for m in (await api.get(f"/v1/threads/{thread['id']}/messages")).json()["data"] if m["role"] != "user"]
     assert [m["content"] for m in replies] == ["Answered after the crash."]
     assert len(llm.completion_requests) == 2

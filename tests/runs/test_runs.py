@@ -44,7 +44,8 @@ async def test_an_end_user_message_starts_a_run_whose_reply_is_stored_with_usage
     assert r.status_code == 201, r.text
     created = r.json()
     run = created["run"]
-    assert run["status"] == "queued" and run["thread_id"] == thread["id"]
+    # This process's worker took the job at birth: the run is the thread's running run from the POST's commit.
+    assert run["status"] == "running" and run["started_at"] and run["thread_id"] == thread["id"]
     assert run["trigger_message_id"] == created["id"] and created["replies"] is None
 
     async def finished() -> bool:
@@ -53,7 +54,7 @@ async def test_an_end_user_message_starts_a_run_whose_reply_is_stored_with_usage
     await until(finished)
     done = await _run(api, run["id"])
     assert done["usage"] == {"input_tokens": 10, "output_tokens": 6, "total_tokens": 16}
-    assert done["started_at"] and done["finished_at"] and done["error"] is None
+    assert done["started_at"] and done["finished_at"] and done["error"] is None and done["attempts"] == 1
     user_msg, reply = await _messages(api, thread["id"])
     assert reply["role"] == "assistant" and reply["sent_by"] == "agent"
     assert reply["content"] == "Hello Grace, how can I help?"

@@ -101,7 +101,12 @@ async def create_message(
     run = runs.requested_run(session, message.id) if message.role is Role.USER else None
     # The message and its new run were rendered once already, for their events: answer with the same objects.
     created = _pending(session, EventType.MESSAGE_CREATED, message.public_id)
-    queued = _pending(session, EventType.RUN_QUEUED, run.public_id) if run is not None else None
+    # The run as its last event in this transaction shows it (a run born leased to this process is running).
+    queued = None
+    if run is not None:
+        queued = _pending(session, EventType.RUN_STARTED, run.public_id) or _pending(
+            session, EventType.RUN_QUEUED, run.public_id
+        )
     if stream:
         return await _stream_answer(request, auth.workspace_id, created, run)
     body_out = dict(created.data)

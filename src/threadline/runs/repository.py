@@ -10,9 +10,16 @@ from threadline.models import AgentVersion, Message, Run, RunStatus, Thread
 
 
 class RunRepository(WorkspaceRepository):
-    async def queued_for_thread(self, thread_id: int) -> Run | None:
-        stmt = self.scoped(Run).where(Run.thread_id == thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id)
-        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+    async def open_for_thread(self, thread_id: int) -> tuple[Run | None, bool]:
+        """The thread's queued run (if any) and whether one of its runs is running, in one query."""
+        stmt = (
+            self.scoped(Run)
+            .where(Run.thread_id == thread_id, Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+            .order_by(Run.id)
+        )
+        runs = list((await self.session.execute(stmt)).scalars())
+        queued = next((r for r in runs if r.status is RunStatus.QUEUED), None)
+        return queued, any(r.status is RunStatus.RUNNING for r in runs)
 
     async def replies(self, run_id: int) -> list[Message]:
         stmt = self.scoped(Message).where(Message.run_id == run_id, Message.role != "hidden").order_by(Message.seq)

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -170,7 +170,7 @@ class Runtime:
 
     async def execute(self, run_ref: str, *, attempt: int, max_attempts: int) -> None:
         """Execute the run with public id ``run_ref`` (one attempt of its job)."""
-        inp = await self._claim(run_ref)
+        inp = await self._claim(run_ref, first_attempt=attempt == 1)
         if inp is None:
             return
         bound = log.bind(run_id=inp.run_id, thread_id=inp.thread_id, attempt=attempt)
@@ -189,16 +189,16 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ 1. claim
 
-    async def _claim(self, run_ref: str) -> RunInput | None:
+    async def _claim(self, run_ref: str, *, first_attempt: bool = False) -> RunInput | None:
         """Become the thread's running run and read what the answer needs, in one short transaction."""
         try:
             async with self.sessionmaker() as session, session.begin():
-                return await self._claim_in(session, run_ref)
+                return await self._claim_in(session, run_ref, first_attempt=first_attempt)
         except IntegrityError:
             # PostgreSQL: another run of the thread became running between our check and our update.
             raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running") from None
 
-    async def _claim_in(self, session: AsyncSession, run_ref: str) -> RunInput | None:
+    async def _claim_in(self, session: AsyncSession, run_ref: str, *, first_attempt: bool = False) -> RunInput | None:
         row = (
             await session.execute(
                 select(Run, Thread, AgentVersion, EndUser)
@@ -221,6 +221,13 @@ class Runtime:
         if stop is not None:
             await _end(session, run, thread, RunStatus.CANCELLED, stop)
             return None
+        if first_attempt and run.status is RunStatus.RUNNING and run.attempts == 0:
+            # Started by the request that queued it (runs.service.request_run): already the thread's running
+            # run, run.started already recorded. Only read; the attempt is counted when the run ends.
+            if version is None:
+                raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
+            inp, _ = await self._input(session, run, thread, version, end_user)
+            return inp
         was_queued = run.status is RunStatus.QUEUED
         other = _OTHER_RUN
         claimed = (
@@ -482,7 +489,12 @@ class Runtime:
             await session.execute(
                 update(Run)
                 .where(Run.id == inp.run_id, Run.status == RunStatus.RUNNING)
-                .values(status=RunStatus.QUEUED, run_at=utcnow(), updated_at=utcnow())
+                .values(
+                    status=RunStatus.QUEUED,
+                    run_at=utcnow(),
+                    updated_at=utcnow(),
+                    attempts=case((Run.attempts == 0, 1), else_=Run.attempts),  # a run its request started
+                )
             )
 
     async def _fail(self, inp: RunInput, failure: RunFailed) -> None:
@@ -575,6 +587,8 @@ async def _lock(session: AsyncSession, inp: RunInput) -> tuple[Thread, Run | Non
 
 async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatus, reason: str | None) -> None:
     now = utcnow()
+    if run.started_at is not None:
+        run.attempts = max(run.attempts, 1)  # a run its request started counts its attempt here
     run.status = status
     run.finished_at = now
     run.updated_at = now

@@ -87,7 +87,7 @@ async def request_run(
     now = now or utcnow()
     repo = RunRepository(session, workspace_id)
     run_at = now + timedelta(seconds=debounce_s)
-    queued = await repo.queued_for_thread(thread_id)
+    queued, running = await repo.open_for_thread(thread_id)
     if queued is not None:
         queued.input_seq = max(queued.input_seq, message_seq)
         if run_at > queued.run_at:
@@ -125,12 +125,23 @@ async def request_run(
         created_at=now,
         updated_at=now,
     )
-    session.add(run)
-    await session.flush()
     refs = None
     if agent_version_public_id is not None and message_public_id is not None:
         refs = run_refs(run, thread=thread_public_id, version=agent_version_public_id, trigger=message_public_id)
+    else:
+        session.add(run)
+        await session.flush()
     await record_event(session, run, EventType.RUN_QUEUED, thread_public_id, refs)
+    if job.locked_by is not None and not running:
+        # Born leased to this process's worker, which starts it the moment this commits, and no other run
+        # of the thread is running (we hold the thread's row lock, taken by the message's claim): it is the
+        # thread's running run from now. The worker then only reads what the answer needs; the claim
+        # transaction, with its own run.started event, leaves the path to the first token.
+        run.status = RunStatus.RUNNING
+        run.started_at = now
+        await record_event(session, run, EventType.RUN_STARTED, thread_public_id, refs)
+    session.add(run)
+    await session.flush()
     session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = run
     return run
 
