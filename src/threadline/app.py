@@ -180,6 +180,7 @@ def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tup
 
 
 def _include_routers(app: FastAPI) -> None:
+    from threadline import dialects
     from threadline.agents.endpoints import router as agents
     from threadline.api_keys.endpoints import router as api_keys
     from threadline.end_users.endpoints import router as end_users
@@ -194,5 +195,6 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.webhooks.endpoints import router as webhooks
 
     app.include_router(health)
+    dialects.install(app)
     for router in (agents, end_users, integrations, users, tags, threads, messages, runs, events, webhooks, api_keys):
         app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)

@@ -45,6 +45,7 @@ class EventRepository(WorkspaceRepository):
         stmt = stmt.order_by(Event.seq).limit(limit)
         return (await self.session.execute(stmt)).all()
 
+
 async def purge_events(session: Any, *, before: datetime) -> int:
     """Delete every workspace's events older than ``before`` (retention); returns how many."""
     result = await session.execute(delete(Event).where(Event.created_at < before))

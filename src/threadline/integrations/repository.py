@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import Agent, Integration, Thread
+from threadline.models import Agent, Integration, Thread, Workspace
 from threadline.models.enums import ChannelType
 
 
@@ -51,3 +51,20 @@ class IntegrationRepository(WorkspaceRepository):
         await self.session.execute(
             delete(Integration).where(Integration.id == integration.id, Integration.workspace_id == self.workspace_id)
         )
+
+    async def oldest_enabled(self, type: ChannelType) -> Integration | None:
+        """The workspace's first-created enabled integration of ``type``, if it has one."""
+        stmt = (
+            self.scoped(Integration)
+            .where(Integration.type == type, Integration.enabled.is_(True))
+            .order_by(Integration.id)
+            .limit(1)
+        )
+        integration: Integration | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return integration
+
+    async def lock_workspace(self) -> None:
+        """Lock the workspace's row until the transaction ends (FOR UPDATE on PostgreSQL; SQLite runs one
+        writer at a time already)."""
+        stmt = select(Workspace.id).where(Workspace.id == self.workspace_id).with_for_update()
+        await self.session.execute(stmt)

@@ -39,6 +39,24 @@ async def create_integration(
     return IntegrationWithAgent(integration, agent.public_id if agent else None)
 
 
+async def default_api_integration(session: AsyncSession, *, workspace_id: int) -> Integration:
+    """The integration that messages arriving through an API (not a channel) come in by: the workspace's
+    oldest enabled integration of type ``api``, created (named "API") when it has none. Creating it is
+    serialized on the workspace's row, so concurrent first callers share one."""
+    repo = IntegrationRepository(session, workspace_id)
+    found = await repo.oldest_enabled(ChannelType.API)
+    if found is not None:
+        return found
+    await repo.lock_workspace()
+    found = await repo.oldest_enabled(ChannelType.API)  # someone may have created it while we waited
+    if found is not None:
+        return found
+    integration = Integration(workspace_id=workspace_id, type=ChannelType.API, name="API", enabled=True, settings={})
+    session.add(integration)
+    await session.flush()
+    return integration
+
+
 async def get_integration(session: AsyncSession, *, workspace_id: int, integration_id: str) -> IntegrationWithAgent:
     repo = IntegrationRepository(session, workspace_id)
     integration = await repo.get_integration(integration_id)

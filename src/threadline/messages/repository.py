@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from threadline.models import AgentVersion, Integration, Message, Thread, User
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role
 
 _COLUMNS = tuple(Message.__table__.c)
+_ALL_ROLES = frozenset(Role)
 
 
 def _version_column(column: Any, name: str) -> Any:
@@ -106,16 +107,20 @@ class MessageRepository(WorkspaceRepository):
         page: PageRequest,
         *,
         role: Role | None = None,
+        roles: Collection[Role] | None = None,
         type: MessageType | None = None,
         direction: Direction | None = None,
         status: MessageStatus | None = None,
     ) -> Page[Message]:
+        """``roles``: only messages of these roles (a surface that does not show some roles)."""
         # Plain rows, not ORM objects: a page is read-only and this is the hottest read there is.
         stmt: Select[Any] = select(*_COLUMNS).where(
             Message.workspace_id == self.workspace_id, Message.thread_id == thread_id
         )
         if role is not None:
             stmt = stmt.where(Message.role == role)
+        if roles is not None and frozenset(roles) != _ALL_ROLES:
+            stmt = stmt.where(Message.role.in_(sorted(roles)))
         if type is not None:
             stmt = stmt.where(Message.type == type)
         if direction is not None:
@@ -123,6 +128,20 @@ class MessageRepository(WorkspaceRepository):
         if status is not None:
             stmt = stmt.where(Message.status == status)
         return await keyset_page(self.session, stmt, Message.seq, page, rows=True)
+
+    async def chunks(
+        self, thread_id: int, *, roles: Collection[Role] | None = None, size: int = 1000
+    ) -> AsyncIterator[list[Any]]:
+        """The whole thread, oldest first, as lists of at most ``size`` plain rows: one keyset query per
+        list, so a thread of any length is read in bounded memory."""
+        after = None
+        while True:
+            page = await self.page(thread_id, PageRequest(limit=size, after=after), roles=roles)
+            if page.items:
+                yield page.items
+            if not page.has_more:
+                return
+            after = page.items[-1].seq
 
     async def user_public_ids(self, ids: set[int]) -> dict[int, uuid.UUID]:
         return await self.public_ids(User, ids)

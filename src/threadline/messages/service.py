@@ -3,7 +3,7 @@ channels all add messages through it, so ordering, counters and (later) events a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -238,6 +238,7 @@ async def list_messages(
     after: str | None,
     before: str | None,
     role: Role | None = None,
+    roles: Collection[Role] | None = None,
     type: MessageType | None = None,
     direction: Direction | None = None,
     status: MessageStatus | None = None,
@@ -258,12 +259,20 @@ async def list_messages(
                 raise InvalidRequest(f"{param}: no message with id '{value}' in this thread", param=param)
             keys[param] = repo.seq_subquery(thread_key, uid)
     page = PageRequest(limit=limit, order=order, after=keys.get("after"), before=keys.get("before"))
-    result = await repo.page(thread_key, page, role=role, type=type, direction=direction, status=status)
+    result = await repo.page(thread_key, page, role=role, roles=roles, type=type, direction=direction, status=status)
     if not result.items:
         known_thread = await _thread_key(session, workspace_id, thread_id)
         for param, value in cursors.items():
             await _cursor(repo, known_thread, value, param)
     return result
+
+
+def whole_thread(
+    session: AsyncSession, *, workspace_id: int, thread_key: int, roles: Collection[Role] | None = None
+) -> AsyncIterator[list[Any]]:
+    """Every message of a thread (resolved with threads.service.thread_key), oldest first, in chunks of
+    plain rows: for surfaces that answer with the whole thread at once, in bounded memory."""
+    return MessageRepository(session, workspace_id).chunks(thread_key, roles=roles)
 
 
 async def _cursor(repo: MessageRepository, thread_key: int, public_id: str | None, param: str) -> int | None:

@@ -40,6 +40,52 @@ class ThreadRepository(WorkspaceRepository):
         key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return key
 
+    async def key_by_number(self, number: int) -> int | None:
+        """The thread whose integer id (``ThreadRead.number``) is ``number``, if it is in this workspace."""
+        if not 0 < number < 2**63:
+            return None
+        stmt = select(Thread.id).where(Thread.workspace_id == self.workspace_id, Thread.id == number)
+        key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return key
+
+    async def lock_end_user(self, end_user_id: str) -> EndUser | None:
+        """The end user, its row locked until the transaction ends (SELECT ... FOR UPDATE on PostgreSQL;
+        SQLite runs one writer at a time already): what serializes opening a thread for one end user."""
+        uid = parse_uuid(end_user_id)
+        if uid is None:
+            return None
+        stmt = self.scoped(EndUser).where(EndUser.public_id == uid).with_for_update()
+        end_user: EndUser | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return end_user
+
+    async def latest_between(self, agent_id: int, end_user_id: int) -> Thread | None:
+        """The newest thread between this agent and this end user, if they have one."""
+        stmt = (
+            self.scoped(Thread)
+            .where(Thread.agent_id == agent_id, Thread.end_user_id == end_user_id)
+            .order_by(Thread.id.desc())
+            .limit(1)
+        )
+        thread: Thread | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return thread
+
+    async def with_parties(self, thread_key: int) -> tuple[Thread, Agent, EndUser, Integration | None] | None:
+        """The thread (its tags and assignees loaded, every column re-read) with its agent, end user and
+        integration: one joined query, plus one for the tags and one for the assignees."""
+        stmt = (
+            select(Thread, Agent, EndUser, Integration)
+            .join(Agent, Agent.id == Thread.agent_id)
+            .join(EndUser, EndUser.id == Thread.end_user_id)
+            .outerjoin(Integration, Integration.id == Thread.integration_id)
+            .where(Thread.workspace_id == self.workspace_id, Thread.id == thread_key)
+            .options(selectinload(Thread.tags), selectinload(Thread.assignees))
+            .execution_options(populate_existing=True)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return row[0], row[1], row[2], row[3]
+
     async def page(self, page: PageRequest, filters: ThreadFilters) -> Page[Thread]:
         stmt = self._with_labels()
         f = filters

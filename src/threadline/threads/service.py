@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.errors import InvalidRequest
+from threadline.errors import InvalidRequest, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
+from threadline.integrations import service as integrations
 from threadline.kit.clock import utcnow
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
@@ -55,6 +58,56 @@ async def _record(
     events.record(
         session, workspace_id=repo.workspace_id, type=type, data=data, thread_id=thread.public_id, changes=changes
     )
+
+
+async def thread_key(session: AsyncSession, *, workspace_id: int, thread_id: str | int) -> int:
+    """The integer key of a thread of this workspace, named by its public id (a UUID string) or by its
+    integer id (``number``); 404 for anything else, including another workspace's thread."""
+    repo = ThreadRepository(session, workspace_id)
+    key = await (repo.key_by_number(thread_id) if isinstance(thread_id, int) else repo.thread_key(thread_id))
+    if key is None:
+        raise NotFound(f"no thread with id '{thread_id}'")
+    return key
+
+
+async def thread_between(session: AsyncSession, *, workspace_id: int, agent_id: str, end_user_id: str) -> Thread:
+    """The conversation between an agent and an end user: their most recent thread, else a new one (the
+    agent's current version pinned, through the workspace's default API integration). 404 naming the
+    field when either is not in this workspace.
+
+    Finding and opening are serialized on the end user's row, locked until the transaction ends, so two
+    concurrent first messages from one end user open one thread, not two."""
+    repo = ThreadRepository(session, workspace_id)
+    agent = await repo.get(Agent, agent_id, label="agent", param="agent_id")
+    end_user = await repo.lock_end_user(end_user_id)
+    if end_user is None:
+        raise NotFound(f"no end user with id '{end_user_id}'", param="end_user_id")
+    thread = await repo.latest_between(agent.id, end_user.id)
+    if thread is not None:
+        return thread
+    integration = await integrations.default_api_integration(session, workspace_id=workspace_id)
+    data = ThreadCreate(
+        agent_id=str(agent.public_id), end_user_id=str(end_user.public_id), integration_id=str(integration.public_id)
+    )
+    return await create_thread(session, workspace_id=workspace_id, data=data)
+
+
+class ThreadParties(NamedTuple):
+    """A thread with the rows it names, as they are now."""
+
+    thread: Thread
+    agent: Agent
+    end_user: EndUser
+    integration: Integration | None
+
+
+async def thread_parties(session: AsyncSession, *, workspace_id: int, thread_key: int) -> ThreadParties:
+    """The thread (resolved with ``thread_key``; tags and assignees loaded) with its agent, end user and
+    integration, re-read from the database."""
+    found = await ThreadRepository(session, workspace_id).with_parties(thread_key)
+    if found is None:
+        raise NotFound(f"no thread with id '{thread_key}'")
+    return ThreadParties(*found)
 
 
 async def get_thread(session: AsyncSession, *, workspace_id: int, thread_id: str) -> Thread:

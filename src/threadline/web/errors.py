@@ -43,7 +43,7 @@ def render(request: Request, err: ErrorInfo) -> Response:
 async def send_error(scope: Scope, send: Send, err: ErrorInfo) -> None:
     """Answer from a pure-ASGI middleware (outside FastAPI's handlers) in the surface's format."""
     response = render(Request(scope), err)
-    await send({"type": "http.response.start", "status": err.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
