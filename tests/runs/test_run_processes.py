@@ -55,4 +55,4 @@ async def test_a_run_whose_worker_is_killed_mid_answer_is_finished_by_another_wo
     assert run["attempts"] >= 2
     replies = [m for m in (await api.get(f"/v1/threads/{thread['id']}/messages")).json()["data"] if m["role"] != "user"]
     assert [m["content"] for m in replies] == ["Answered after the crash."]
-    assert len(llm.completion_requests) == 2
+    assert len(llm.completion_requests) == run["attempts"]  # every attempt asked the model; one reply was kept

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 import anyio
@@ -20,7 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from threadline.errors import InvalidRequest, NotFound
-from threadline.events.hub import EventHub
+from threadline.events.hub import EventHub, Subscription
 from threadline.events.repository import EventRepository
 from threadline.events.schemas import encode, envelope, sse_frame
 from threadline.events.types import matches, valid_pattern
@@ -73,15 +73,31 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,  # FastAPI reads this default for the OpenAPI document
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        *,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(content, status_code=status_code, headers=headers, media_type=media_type)
+        self.release = release  # ends a subscription taken before the body starts, however it ends
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def run_then_cancel(func: Any) -> None:
-                await func()
-                group.cancel_scope.cancel()
+                async def run_then_cancel(func: Any) -> None:
+                    await func()
+                    group.cancel_scope.cancel()
 
-            group.start_soon(run_then_cancel, lambda: self.stream_response(send))
-            group.start_soon(run_then_cancel, lambda: self.listen_for_disconnect(receive))
+                group.start_soon(run_then_cancel, lambda: self.stream_response(send))
+                group.start_soon(run_then_cancel, lambda: self.listen_for_disconnect(receive))
+        finally:
+            if self.release is not None:
+                self.release()
 
 
 def _cursor(after: int | None, last_event_id: str | None) -> int | None:
@@ -152,15 +168,18 @@ async def stream_events(
     poll_s: float,
     until_run: str | None = None,
     deadline: float | None = None,
+    sub: Subscription | None = None,
 ) -> AsyncIterator[bytes]:
     """The stream's frames. ``until_run``: end after that run's final event (run.completed, .failed or
-    .cancelled); ``deadline`` (time.monotonic()): end then in any case."""
+    .cancelled); ``deadline`` (time.monotonic()): end then in any case. ``sub``: a subscription the caller
+    took before committing what the stream starts with (it is this stream's from then on)."""
     read_maker = request.app.state.read_sessionmaker
     metrics = request.app.state.metrics
     hub: EventHub = request.app.state.events
     # Subscribed before the first read: anything committed after ``cursor`` is either read below or
     # wakes this subscription.
-    sub = await hub.subscribe(workspace_id, thread_id=thread_id)
+    if sub is None:
+        sub = await hub.subscribe(workspace_id, thread_id=thread_id)
     metrics.sse_subscribers.inc()
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()

@@ -21,6 +21,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +102,32 @@ class WorkspaceTail:
         self._fetched = 0
         self._lock = asyncio.Lock()
 
-    def want(self) -> None:
+    def want(self, upto: int | None = None) -> None:
+        """Ask for a read; ``upto``: the newest seq the caller knows of (no read when the tail has it)."""
+        if upto is not None and self.base is not None and upto <= self.head:
+            return
         self._wanted += 1
+
+    def absorb(self, events: Sequence[Any]) -> None:
+        """Take events this process has just committed (numbered, contiguous) without reading them back.
+
+        A fresh tail starts at them; a tail whose head they continue appends them; one they do not continue
+        (another process committed in between, not read yet) is asked to read instead."""
+        if not events:
+            return
+        first, last = events[0].seq, events[-1].seq
+        if self.base is not None and last <= self.head:
+            return  # read already
+        if self.base is None:
+            self.base = self.head = first - 1
+            self._fetched = self._wanted  # nothing older is needed: streams behind the base read the log
+        if first != self.head + 1:
+            self.want()
+            return
+        for e in events:
+            self.rows.append(TailRow(e.seq, e.type, e.thread_id, _object_id(e.data), _encode_row(e)))
+        self.head = last
+        self._trim()
 
     async def refresh(self) -> None:
         async with self._lock:
@@ -112,20 +137,27 @@ class WorkspaceTail:
             async with self.read_maker() as session:
                 repo = EventRepository(session, self.workspace_id)
                 if self.base is None:
-                    self.base = self.head = await repo.last_seq()
+                    last = await repo.last_seq()
+                    if self.base is None:  # not absorbed meanwhile
+                        self.base = self.head = last
                 while True:
                     rows = await repo.after(self.head, limit=TAIL_BATCH)
                     for row in rows:
+                        if row.seq <= self.head:
+                            continue  # absorbed from a local commit while this read was under way
                         self.rows.append(
                             TailRow(row.seq, row.type, row.thread_id, _object_id(row.data), _encode_row(row))
                         )
                         self.head = row.seq
                     if len(rows) < TAIL_BATCH:
                         break
-            if len(self.rows) > 2 * self.capacity:
-                self.rows = self.rows[-self.capacity :]
-                self.base = self.rows[0].seq - 1
+            self._trim()
             self._fetched = target
+
+    def _trim(self) -> None:
+        if len(self.rows) > 2 * self.capacity:
+            self.rows = self.rows[-self.capacity :]
+            self.base = self.rows[0].seq - 1
 
     def since(self, cursor: int) -> list[TailRow] | None:
         """The events after ``cursor``, or None when the tail does not reach back that far."""
@@ -205,10 +237,16 @@ class EventHub:
                 del self._subscriptions[sub.workspace_id]
                 self._tails.pop(sub.workspace_id, None)
 
-    def notify_stored(self, workspace_id: int) -> None:
+    def notify_stored(self, workspace_id: int, events: Sequence[Any] | None = None, *, upto: int | None = None) -> None:
+        """Events of ``workspace_id`` were committed: ``events`` when this process committed them (the tail
+        takes them as they are), ``upto`` the newest seq when a notification says so (no read if the tail
+        has it), neither when unknown (the tail reads)."""
         tail = self._tails.get(workspace_id)
         if tail is not None:
-            tail.want()
+            if events:
+                tail.absorb(events)
+            else:
+                tail.want(upto)
         for sub in self._subscriptions.get(workspace_id, ()):
             sub.wake()
 
@@ -262,7 +300,8 @@ class EventHub:
 
     def _on_stored(self, payload: str) -> None:
         try:
-            self.notify_stored(int(payload))
+            workspace, _, seq = payload.partition(":")
+            self.notify_stored(int(workspace), upto=int(seq) if seq else None)
         except ValueError:
             log.warning("events.bad_notification", channel=service.NOTIFY_CHANNEL)
 

@@ -3,9 +3,10 @@
 A service calls ``record(session, ...)`` next to the change it makes. Nothing is written then: the
 events wait in ``session.info`` and are written by a ``before_commit`` hook, as the transaction's last
 statements, so that a rollback drops them with the change and a commit cannot keep one without the
-other. The hook first runs the sinks (webhook fan-out adds its deliveries there), then takes the
-workspace's next numbers with ``UPDATE workspaces SET last_event_seq = last_event_seq + n``. That
-row lock is held only for the event insert and the commit, and it orders commits: a transaction
+other. The hook takes the workspace's next numbers with ``UPDATE workspaces SET last_event_seq =
+last_event_seq + n``, which also tells, through each sink's guard, which sinks have work (the webhook
+fan-out: are there enabled endpoints?), then runs those sinks (the fan-out adds its deliveries) and
+inserts the events. That row lock is held only for this and the commit, and it orders commits: a transaction
 that numbers after another also commits after it, so seq order is commit order and a consumer that
 has seen N can never later find an N-1 appearing. On PostgreSQL the same statement sends
 ``NOTIFY threadline_events`` (delivered at commit) so every process's subscribers wake up at once.
@@ -51,26 +52,31 @@ class PendingEvent:
 
 
 Sink = Callable[[AsyncSession, int, list[PendingEvent]], Awaitable[None]]
-_sinks: list[Sink] = []
+# A sink's guard: a scalar SQL expression for a workspace id, true when the sink has work there. It rides on
+# the statement that numbers the events, so a sink with nothing to do costs no round trip of its own.
+SinkGuard = Callable[[int], Any]
+_sinks: list[tuple[Sink, SinkGuard | None]] = []
 # Modules whose import registers threadline's own sinks; imported before the first events are written,
 # in whatever process writes them (API, worker, CLI), so no entry point can forget one.
 BUILTIN_SINK_MODULES: tuple[str, ...] = ("threadline.webhooks.sink",)
 _builtin_loaded = False
-# Called with a workspace id after a transaction that wrote its events commits (this process's hubs).
-_committed_listeners: set[Callable[[int], None]] = set()
+# Called with a workspace id and its events after a transaction that wrote them commits (this process's hubs).
+_committed_listeners: set[Callable[[int, list[PendingEvent]], None]] = set()
 
 
-def add_sink(sink: Sink) -> None:
-    """Run ``sink(session, workspace_id, events)`` in every transaction that records events, before commit."""
-    if sink not in _sinks:
-        _sinks.append(sink)
+def add_sink(sink: Sink, *, guard: SinkGuard | None = None) -> None:
+    """Run ``sink(session, workspace_id, events)`` in every transaction that records events, before commit,
+    once they are numbered; with a ``guard``, only where it is true for the workspace."""
+    if all(existing is not sink for existing, _ in _sinks):
+        _sinks.append((sink, guard))
 
 
-def add_committed_listener(listener: Callable[[int], None]) -> None:
+def add_committed_listener(listener: Callable[[int, list[PendingEvent]], None]) -> None:
+    """``listener(workspace_id, events)`` after each commit that wrote ``events`` (numbered, in seq order)."""
     _committed_listeners.add(listener)
 
 
-def remove_committed_listener(listener: Callable[[int], None]) -> None:
+def remove_committed_listener(listener: Callable[[int, list[PendingEvent]], None]) -> None:
     _committed_listeners.discard(listener)
 
 
@@ -107,50 +113,60 @@ def _load_builtin_sinks() -> None:
         _builtin_loaded = True
 
 
-async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int, int]:
+async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int, list[PendingEvent]]:
     _load_builtin_sinks()
     by_workspace: dict[int, list[PendingEvent]] = {}
     for p in pending:
         by_workspace.setdefault(p.workspace_id, []).append(p)
-    for workspace_id, events in by_workspace.items():
-        for sink in _sinks:
-            await sink(session, workspace_id, events)
-    last_seqs: dict[int, int] = {}
+    written: dict[int, list[PendingEvent]] = {}
     postgres = session.get_bind().dialect.name == "postgresql"
+    sinks = list(_sinks)
     # Workspaces in id order, so two transactions spanning the same ones lock them in the same order.
     for workspace_id in sorted(by_workspace):
         events = by_workspace[workspace_id]
         returned: list[Any] = [Workspace.last_event_seq]
         if postgres:
-            returned.append(func.pg_notify(NOTIFY_CHANNEL, str(workspace_id)))
+            # "<workspace>:<last seq>": a process that has read that far already skips the read.
+            returned.append(func.pg_notify(NOTIFY_CHANNEL, func.concat(f"{workspace_id}:", Workspace.last_event_seq)))
+        guarded = [(sink, guard) for sink, guard in sinks if guard is not None]
+        first_guard = len(returned)
+        returned.extend(guard(workspace_id) for _, guard in guarded)
         stmt = (
             update(Workspace)
             .where(Workspace.id == workspace_id)
             .values(last_event_seq=Workspace.last_event_seq + len(events))
             .returning(*returned)
         )
-        last = int((await session.execute(stmt)).one()[0])
+        row = (await session.execute(stmt)).one()
+        last = int(row[0])
         first = last - len(events) + 1
+        for i, e in enumerate(events):
+            e.seq = first + i
+        # The sinks run in the transaction, after the numbering (a rollback still drops all of it).
+        for sink, guard in sinks:
+            if guard is None:
+                await sink(session, workspace_id, events)
+        for i, (sink, _) in enumerate(guarded):
+            if row[first_guard + i]:
+                await sink(session, workspace_id, events)
         await session.execute(
             insert(Event),
             [
                 {
                     "public_id": e.public_id,
                     "workspace_id": workspace_id,
-                    "seq": first + i,
+                    "seq": e.seq,
                     "type": e.type,
                     "thread_id": e.thread_id,
                     "data": e.data,
                     "changes": e.changes,
                     "created_at": e.created_at,
                 }
-                for i, e in enumerate(events)
+                for e in events
             ],
         )
-        for i, e in enumerate(events):
-            e.seq = first + i
-        last_seqs[workspace_id] = last
-    return last_seqs
+        written[workspace_id] = events
+    return written
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -172,9 +188,9 @@ def _write_pending_events(session: Session) -> None:
 def _announce_committed(session: Session) -> None:
     committed = session.info.pop(_COMMITTED, None)
     if committed:
-        for workspace_id in committed:
+        for workspace_id, events in committed.items():
             for listener in list(_committed_listeners):
-                listener(workspace_id)
+                listener(workspace_id, events)
 
 
 @sa_event.listens_for(Session, "after_rollback")

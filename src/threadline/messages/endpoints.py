@@ -207,11 +207,20 @@ async def mark_read(thread_id: str, body: MarkRead, session: SessionDep, auth: W
 
 
 async def _stream_answer(request: Request, workspace_id: int, created: Any, run: Run | None) -> Response:
-    """Commit, then stream the thread's events from this message's ``message.created`` until the run ends."""
-    await request.state.db.commit_early()
+    """Commit, then stream the thread's events from this message's ``message.created`` until the run ends.
+
+    The subscription is taken before the commit, so this process's hub hands the stream the events the
+    commit writes as they are (no read of the log) and nothing the run does after it can be missed."""
+    hub = request.app.state.events
+    thread_uid = created.thread_id
+    sub = await hub.subscribe(workspace_id, thread_id=thread_uid)
+    try:
+        await request.state.db.commit_early()
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
     assert created.seq is not None  # numbered by the commit just above
     settings = request.app.state.settings
-    thread_uid = created.thread_id
     frames = stream_events(
         request,
         workspace_id=workspace_id,
@@ -222,7 +231,11 @@ async def _stream_answer(request: Request, workspace_id: int, created: Any, run:
         poll_s=settings.events_poll_interval_s,
         until_run=str(run.public_id) if run is not None else None,
         deadline=time.monotonic() + (settings.message_wait_max_s if run is not None else 0),
+        sub=sub,
     )
     return EventStreamResponse(
-        frames, status_code=201, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        frames,
+        status_code=201,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        release=lambda: hub.unsubscribe(sub),
     )

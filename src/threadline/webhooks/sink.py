@@ -1,17 +1,21 @@
 """The fan-out: each recorded event becomes one delivery per enabled endpoint that subscribes to its type.
 
 Registered as an events sink (``events.service.BUILTIN_SINK_MODULES``), so it runs in the transaction
-that records the events, just before they are written: the deliveries and their first jobs commit
-with the change and its events, or not at all. It costs one indexed query per transaction that
-records events, and nothing more in a workspace without webhooks.
+that records the events, as they are written: the deliveries and their first jobs commit with the
+change and its events, or not at all. Its guard (are there enabled endpoints?) rides on the statement
+that numbers the events, so in a workspace without webhooks it costs no round trip at all.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.events.service import PendingEvent, add_sink
 from threadline.events.types import matches
+from threadline.models import WebhookEndpoint
 from threadline.webhooks.repository import WebhookRepository
 from threadline.webhooks.service import enqueue_attempt
 
@@ -31,4 +35,9 @@ async def fan_out(session: AsyncSession, workspace_id: int, events: list[Pending
         await enqueue_attempt(session, workspace_id=workspace_id, delivery_id=delivery_id, series=0)
 
 
-add_sink(fan_out)
+def has_endpoints(workspace_id: int) -> Any:
+    """True when the workspace has an enabled endpoint (read with the events' numbering)."""
+    return exists().where(WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True))
+
+
+add_sink(fan_out, guard=has_endpoints)
