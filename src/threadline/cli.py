@@ -618,5 +618,48 @@ def webhooks_deliveries(webhook_id: str | None, status: str | None, limit: int, 
     _table(["ID", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "LAST_CODE", "NEXT_ATTEMPT", "UPDATED", "LAST_ERROR"], rows)
 
 
+@main.group()
+def secrets() -> None:
+    """Manage the encryption of stored secrets (THREADLINE_SECRET_KEYS)."""
+
+
+@secrets.command("rotate")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True, help="Rows per transaction."
+)
+@database_url_option
+def secrets_rotate(batch_size: int, database_url: str | None) -> None:
+    """Re-encrypt every stored secret with the first key of THREADLINE_SECRET_KEYS (every workspace's
+    integration secrets, webhook signing secrets and agent HTTP tool headers), so older keys can be dropped."""
+    from threadline.integrations.rotation import RotationReport, rotate_secret_keys
+    from threadline.kit.secrets import secret_box
+
+    settings = _settings(database_url)
+    path = _sqlite_path(settings)
+    if path is not None and not path.exists():
+        raise CliError(f"no database at {path}: run `threadline migrate` (or `threadline serve`) first")
+    try:
+        secret_box(settings)
+    except ValueError as exc:  # a malformed key, named by its position (never echoed)
+        raise CliError(str(exc)) from None
+
+    async def run(engine: AsyncEngine) -> RotationReport:
+        await _require_schema_at_head(engine)
+        return await rotate_secret_keys(_write_maker(engine), settings=settings, batch_size=batch_size)
+
+    report = _run(lambda: _with_engine(settings, run))
+    counts = report.rotated
+    click.echo(
+        f"re-encrypted with the first key: {counts['integration']} integrations, "
+        f"{counts['webhook_endpoint']} webhook endpoints, {counts['agent_version']} agent versions"
+    )
+    if report.unreadable:
+        for where in report.unreadable:
+            click.echo(f"not decryptable with any configured key, left as it was: {where}", err=True)
+        raise CliError(
+            f"{len(report.unreadable)} left as they were: no configured key decrypts them (was a key removed too soon?)"
+        )
+
+
 if __name__ == "__main__":
     main()

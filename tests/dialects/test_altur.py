@@ -13,6 +13,7 @@ from tests.conftest import Tenant, add_key
 from tests.dialects.conftest import ByMessage
 from tests.dialects.seed import seed_everything
 from tests.factories import create_agent, create_end_user, create_thread, post_message
+from tests.integrations.helpers import sms_body
 from tests.runs.conftest import until, worker  # noqa: F401 - fixture: a worker in this process
 from tests.runs.scripted import Step
 from threadline.models.enums import Scope
@@ -406,7 +407,7 @@ async def test_post_uses_the_oldest_enabled_api_integration_and_words_of_each_ch
         "integration": {"id": chosen["id"], "type": "api"},
     }
     # Altur has no SMS: an SMS end user's thread on an SMS integration shows neither word.
-    sms_line = (await api.post("/v1/integrations", json={"type": "sms", "name": "line"})).json()
+    sms_line = (await api.post("/v1/integrations", json=sms_body(name="line"))).json()
     await create_thread(api, agent_id=agent["id"], end_user_id=sms["id"], integration_id=sms_line["id"])
     r = await anon.post(
         POST_URL, json={"agent_id": agent["id"], "end_user_id": sms["id"], "content": "hi"}, headers=altur(tenant.key)

@@ -6,11 +6,17 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from tests.integrations.helpers import ACCOUNT_SID, FROM_NUMBER, sms_body, whatsapp_body
 from threadline.models import Agent, EndUser, Integration, Thread
 
 
 async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """An integration; ``sms`` (the default) and ``whatsapp`` get valid settings and secrets unless given."""
     body.setdefault("type", "sms")
+    if body["type"] == "sms":
+        body = sms_body(**body)
+    elif body["type"] == "whatsapp":
+        body = whatsapp_body(**body)
     r = await api.post("/v1/integrations", json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -29,12 +35,18 @@ async def test_create_get_list_update_delete_integration(api: httpx.AsyncClient)
         type="sms",
         name="US line",
         agent_id=agent_id,
-        settings={"phone_number": "+14155550100", "account_sid": "AC123"},
+        settings={"from_number": "+14155550100", "account_sid": ACCOUNT_SID},
     )
     assert integration["object"] == "integration" and integration["type"] == "sms"
     assert integration["name"] == "US line" and integration["agent_id"] == agent_id
     assert integration["enabled"] is True
-    assert integration["settings"] == {"phone_number": "+14155550100", "account_sid": "AC123"}
+    assert integration["settings"] == {
+        "account_sid": ACCOUNT_SID,
+        "from_number": "+14155550100",
+        "api_base_url": "https://api.twilio.com",
+        "status_callback": True,
+    }
+    assert integration["secrets_set"] == ["auth_token"]
     assert "secrets_ciphertext" not in integration and "secrets" not in integration
     assert (await api.get(f"/v1/integrations/{integration['id']}")).json() == integration
 
@@ -103,41 +115,43 @@ async def test_type_cannot_change(api: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json()["name"] == "same type"
 
 
-async def test_secrets_are_not_accepted(api: httpx.AsyncClient) -> None:
+async def test_secrets_are_not_accepted_in_settings_or_as_ciphertext(api: httpx.AsyncClient) -> None:
     for body, param in [
-        ({"type": "sms", "secrets": {"auth_token": "x"}}, "secrets"),
-        ({"type": "sms", "secrets_ciphertext": "x"}, "secrets_ciphertext"),
-        ({"type": "sms", "settings": {"auth_token": "x"}}, "settings"),
+        ({**sms_body(), "secrets_ciphertext": "x"}, "secrets_ciphertext"),
+        ({**sms_body(), "secret_names": ["auth_token"]}, "secret_names"),
+        (sms_body(settings={"account_sid": ACCOUNT_SID, "from_number": FROM_NUMBER, "auth_token": "x"}), "settings"),
         ({"type": "whatsapp", "settings": {"meta": {"Access-Token": "x"}}}, "settings"),
         ({"type": "api", "settings": {"webhook": {"secret": "x"}}}, "settings"),
     ]:
         r = await api.post("/v1/integrations", json=body)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["param"] == param, (body, r.text)
-    integration = await _create(api)
+    integration = await _create(api, type="api")
     r = await api.patch(f"/v1/integrations/{integration['id']}", json={"settings": {"password": "x"}})
     assert r.status_code == 422 and r.json()["error"]["param"] == "settings"
-    assert "secret" in r.json()["error"]["message"]
+    assert "secret" in r.json()["error"]["message"] and "`secrets`" in r.json()["error"]["message"]
 
 
 async def test_invalid_integration_fields_are_422s_naming_the_field(api: httpx.AsyncClient) -> None:
     cases = [
         ({}, "type"),
         ({"type": "telegram"}, "type"),
-        ({"type": "sms", "name": "n" * 201}, "name"),
-        ({"type": "sms", "enabled": "sometimes"}, "enabled"),
-        ({"type": "sms", "settings": ["a"]}, "settings"),
-        ({"type": "sms", "settings": {"blob": "x" * 17_000}}, "settings"),
-        ({"type": "sms", "agent_id": "x" * 65}, "agent_id"),
-        ({"type": "sms", "name": "\x00"}, "name"),
-        ({"type": "sms", "settings": {"from": "\x00"}}, "settings"),
+        (sms_body(name="n" * 201), "name"),
+        (sms_body(enabled="sometimes"), "enabled"),
+        (sms_body(settings=["a"]), "settings"),
+        ({"type": "api", "settings": {"blob": "x" * 17_000}}, "settings"),
+        (sms_body(agent_id="x" * 65), "agent_id"),
+        (sms_body(name="\x00"), "name"),
+        ({"type": "api", "settings": {"from": "\x00"}}, "settings"),
+        (sms_body(secrets=["auth_token"]), "secrets"),
+        (sms_body(secrets={"auth_token": 12345}), "secrets.auth_token"),
     ]
     for body, param in cases:
         r = await api.post("/v1/integrations", json=body)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["param"] == param, (body, r.text)
     integration = await _create(api)
-    for field in ("type", "name", "enabled", "settings"):
+    for field in ("type", "name", "enabled", "settings", "secrets"):
         r = await api.patch(f"/v1/integrations/{integration['id']}", json={field: None})
         assert r.status_code == 422 and r.json()["error"]["param"] == field, r.text
 
@@ -145,7 +159,7 @@ async def test_invalid_integration_fields_are_422s_naming_the_field(api: httpx.A
 async def test_unknown_malformed_or_foreign_integration_ids_are_404s(
     api: httpx.AsyncClient, other_tenant: Any, client: httpx.AsyncClient
 ) -> None:
-    r = await client.post("/v1/integrations", json={"type": "api"}, headers=other_tenant.headers)
+    r = await client.post("/v1/integrations", json=sms_body(), headers=other_tenant.headers)
     foreign = r.json()["id"]
     for integration_id in (str(uuid.uuid4()), "nope", foreign):
         assert (await api.get(f"/v1/integrations/{integration_id}")).status_code == 404

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.factories import create_thread, post_message
+from tests.integrations.helpers import sms_body
 
 
 async def _ids(api: httpx.AsyncClient, thread_id: str, **params: Any) -> tuple[list[str], dict[str, Any]]:
@@ -179,7 +180,7 @@ async def test_mark_read(api: httpx.AsyncClient, ten: Any) -> None:
 
 
 async def test_outbound_messages_on_messaging_channels_are_queued_for_delivery(api: httpx.AsyncClient) -> None:
-    sms = await api.post("/v1/integrations", json={"type": "sms", "name": "sms"})
+    sms = await api.post("/v1/integrations", json=sms_body(name="sms"))
     assert sms.status_code == 201, sms.text
     on_sms = await create_thread(api, integration_id=sms.json()["id"])
     on_api = await create_thread(api)

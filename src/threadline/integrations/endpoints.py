@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from threadline.config import Settings
 from threadline.integrations import service
 from threadline.integrations.repository import IntegrationRepository
 from threadline.integrations.schemas import (
@@ -20,9 +21,25 @@ from threadline.web.params import ListQueryDep, list_envelope
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 
 
-@router.post("", status_code=201, response_model=IntegrationRead, summary="Create an integration")
-async def create_integration(body: IntegrationCreate, session: SessionDep, auth: WriteAuth) -> IntegrationRead:
-    result = await service.create_integration(session, workspace_id=auth.workspace_id, data=body)
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=IntegrationRead,
+    summary="Create an integration",
+    description="`settings` are checked against `type`; every secret the type takes is required in `secrets`, "
+    "which are stored encrypted and never returned (`secrets_set` lists their names).",
+)
+async def create_integration(
+    body: IntegrationCreate, request: Request, session: SessionDep, auth: WriteAuth
+) -> IntegrationRead:
+    result = await service.create_integration(
+        session, workspace_id=auth.workspace_id, data=body, settings=_settings(request)
+    )
     return IntegrationRead.of(*result)
 
 
@@ -53,13 +70,14 @@ async def get_integration(integration_id: str, session: SessionDep, auth: ReadAu
     "/{integration_id}",
     response_model=IntegrationRead,
     summary="Update an integration",
-    description="`type` cannot change after creation; `agent_id: null` detaches the agent.",
+    description="`type` cannot change after creation; `agent_id: null` detaches the agent. `settings` replaces "
+    "the settings whole; `secrets` replaces the secrets it names and keeps the others.",
 )
 async def update_integration(
-    integration_id: str, body: IntegrationUpdate, session: SessionDep, auth: WriteAuth
+    integration_id: str, body: IntegrationUpdate, request: Request, session: SessionDep, auth: WriteAuth
 ) -> IntegrationRead:
     result = await service.update_integration(
-        session, workspace_id=auth.workspace_id, integration_id=integration_id, data=body
+        session, workspace_id=auth.workspace_id, integration_id=integration_id, data=body, settings=_settings(request)
     )
     return IntegrationRead.of(*result)
 

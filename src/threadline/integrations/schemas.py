@@ -4,22 +4,47 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from threadline.integrations.channel_config import SmsSettings, WhatsAppSettings, describe_secrets
 from threadline.kit.schemas import InputModel, ListPage, NotNull, OutputModel, bounded_json
 from threadline.models import Integration
 from threadline.models.enums import ChannelType
 
 IntegrationName = Annotated[str, Field(max_length=200)]
 AgentRef = Annotated[str, Field(max_length=64, description="The id of the agent answering on this channel.")]
+
+
+def _settings_variants() -> list[dict[str, Any]]:
+    sms = SmsSettings.model_json_schema()
+    whatsapp = WhatsAppSettings.model_json_schema()
+    api = {"type": "object", "title": "ApiSettings", "description": "`api`: free-form.", "additionalProperties": True}
+    return [
+        {**sms, "description": "`sms` (Twilio): exactly one of `from_number` or `messaging_service_sid`."},
+        {**whatsapp, "description": "`whatsapp` (WhatsApp Cloud API)."},
+        api,
+    ]
+
+
 Settings = Annotated[
     dict[str, Any],
     Field(
-        description="Non-secret settings (phone numbers, account and sender ids); at most 16 KiB serialized. "
-        "Secrets (tokens, passwords) are not accepted here."
+        description="Non-secret settings, checked against the integration's type (`sms`: `account_sid`, "
+        "`from_number` or `messaging_service_sid`, `api_base_url`, `status_callback`; `whatsapp`: "
+        "`phone_number_id`, `business_account_id`, `api_base_url`, `api_version`; `api`: free-form); at most "
+        "16 KiB serialized. Secrets (tokens, passwords) are not accepted here: send them in `secrets`.",
+        json_schema_extra={"anyOf": _settings_variants()},
     ),
     bounded_json(16 * 1024),
+]
+Secrets = Annotated[
+    dict[str, SecretStr],
+    Field(
+        description="Write-only credentials, stored encrypted and never returned (the response lists their "
+        f"names in `secrets_set`). By type: {describe_secrets()}. All are required on create; a PATCH replaces "
+        "the ones it names and keeps the others."
+    ),
 ]
 
 # Keys that name credentials: those belong in the encrypted secrets, never in readable settings.
@@ -49,7 +74,7 @@ class _SettingsCheck(InputModel):
             raise PydanticCustomError(
                 "secret_in_settings",
                 "'{key}' looks like a secret; settings are readable by anyone with a read key, so they "
-                "take no secrets (tokens, passwords)",
+                "take no secrets (tokens, passwords): send those in `secrets`",
                 {"key": keys[0]},
             )
         return settings
@@ -61,16 +86,19 @@ class IntegrationCreate(_SettingsCheck):
     agent_id: AgentRef | None = None
     enabled: bool = True
     settings: Settings = Field(default_factory=dict)
+    secrets: Secrets = Field(default_factory=dict)
 
 
 class IntegrationUpdate(_SettingsCheck):
-    """``type`` cannot change: it is accepted only with the integration's current value."""
+    """``type`` cannot change: it is accepted only with the integration's current value. ``settings``
+    replaces the settings as a whole; ``secrets`` replaces the secrets it names and keeps the others."""
 
     type: Annotated[ChannelType | None, NotNull] = None
     name: Annotated[IntegrationName | None, NotNull] = None
     agent_id: AgentRef | None = None
     enabled: Annotated[bool | None, NotNull] = None
     settings: Annotated[Settings | None, NotNull] = None
+    secrets: Annotated[Secrets | None, NotNull] = None
 
 
 class IntegrationRead(OutputModel):
@@ -81,6 +109,7 @@ class IntegrationRead(OutputModel):
     agent_id: str | None
     enabled: bool
     settings: dict[str, Any]
+    secrets_set: list[str] = Field(description="The names of the secrets stored (their values are never shown).")
     created_at: datetime
     updated_at: datetime
 
@@ -93,6 +122,7 @@ class IntegrationRead(OutputModel):
             agent_id=str(agent_public_id) if agent_public_id else None,
             enabled=integration.enabled,
             settings=integration.settings,
+            secrets_set=sorted(integration.secret_names or ()),
             created_at=integration.created_at,
             updated_at=integration.updated_at,
         )

@@ -16,7 +16,8 @@ class Integration(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     """A channel an agent is reachable on (Altur's ``integration``): the plain API, Twilio SMS or WhatsApp.
 
     ``settings`` holds what may be shown (numbers, ids); ``secrets_ciphertext`` holds tokens, encrypted,
-    and is never returned.
+    and is never returned; ``secret_names`` lists the names (never the values) of what it holds, so
+    reads need no decryption.
     """
 
     __tablename__ = "integrations"
@@ -29,3 +30,4 @@ class Integration(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     secrets_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    secret_names: Mapped[list[str]] = mapped_column(JSONType, default=list)
