@@ -1,0 +1,12 @@
+"""The WhatsApp Business Cloud API (Graph API): the outbound client."""
+
+from threadline.channels.whatsapp.client import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BASE_URL,
+    MessageKind,
+    ReplyButton,
+    Template,
+    WhatsAppClient,
+)
+
+__all__ = ["DEFAULT_API_VERSION", "DEFAULT_BASE_URL", "MessageKind", "ReplyButton", "Template", "WhatsAppClient"]
