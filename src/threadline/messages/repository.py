@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -185,3 +185,34 @@ class MessageRepository(WorkspaceRepository):
             stmt = stmt.where(Message.public_id.in_(public_ids))
         rows = (await self.session.execute(stmt)).all()
         return sorted(rows, key=lambda r: r.seq)
+
+    async def transition(
+        self,
+        message_id: int,
+        *,
+        sources: Collection[MessageStatus],
+        unchanged: Mapping[str, Any],
+        values: Mapping[str, Any],
+    ) -> Message | None:
+        """``UPDATE messages SET values WHERE id = message_id AND status IN sources`` and every column named
+        in ``unchanged`` still holds that value (NULL matching NULL), ``RETURNING`` the message with the
+        session's copy refreshed; None when the guard matched nothing (the row moved on, or is not here).
+
+        Two writers racing on one message serialize on its row: the second one's guard is checked against
+        the row the first one committed (PostgreSQL re-evaluates it after the wait), so neither can apply
+        a change planned from a state that is gone (messages.lifecycle).
+        """
+        stmt = (
+            update(Message)
+            .where(
+                Message.workspace_id == self.workspace_id,
+                Message.id == message_id,
+                Message.status.in_(sorted(sources)),
+                *(getattr(Message, name).is_not_distinct_from(value) for name, value in unchanged.items()),
+            )
+            .values(**values)
+            .returning(Message)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        message: Message | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return message
