@@ -249,7 +249,11 @@ async def test_a_job_enqueued_for_adoption_is_born_leased_to_a_local_worker_and_
             pass
         assert worker._reserved == 0
         async with sessionmaker() as s, s.begin():
-            second = await enqueue(s, kind=kind, adopt=True)
+            async with s.begin_nested():
+                second = await enqueue(s, kind=kind, adopt=True)
+            # A released savepoint is not the commit: the job is not handed over (adopt() would have
+            # released the reserved slot at once), since nothing is visible to the worker yet.
+            assert worker._reserved == 1 and ran == [first.id]
         await _until(lambda: _async(ran == [first.id, second.id]), within_s=5)
         # Both slots are busy: the next one is queued as usual, for a claim to find.
         async with sessionmaker() as s, s.begin():

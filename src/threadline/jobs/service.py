@@ -77,6 +77,8 @@ def remove_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _wake_workers_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: its jobs start when the real transaction commits
     for worker, job in session.info.pop(_ADOPTED, ()):
         worker.adopt(job)
     session.info.pop(_NOTIFIED, None)
