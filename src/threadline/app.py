@@ -183,6 +183,7 @@ def _include_routers(app: FastAPI) -> None:
     from threadline import dialects
     from threadline.agents.endpoints import router as agents
     from threadline.api_keys.endpoints import router as api_keys
+    from threadline.channels.endpoints import router as channels
     from threadline.end_users.endpoints import router as end_users
     from threadline.events.endpoints import router as events
     from threadline.health.endpoints import router as health
@@ -195,6 +196,7 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.webhooks.endpoints import router as webhooks
 
     app.include_router(health)
+    app.include_router(channels)  # the providers' signed webhooks, at the root: /channels/...
     dialects.install(app)
     for router in (agents, end_users, integrations, users, tags, threads, messages, runs, events, webhooks, api_keys):
         app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)

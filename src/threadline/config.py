@@ -22,6 +22,19 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    public_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="The externally visible base URL that Twilio and Meta call, e.g. https://chat.example.com (with "
+        "any path prefix a proxy strips): the inbound channel webhooks rebuild from it the exact URL Twilio signed "
+        "(X-Twilio-Signature). Unset: the URL of the request as it arrived (see trust_forwarded_headers).",
+    )
+    trust_forwarded_headers: bool = Field(
+        default=False,
+        description="When public_base_url is unset, take the scheme and host of the URL Twilio signed from "
+        "X-Forwarded-Proto and X-Forwarded-Host (their first values). Only behind a proxy that sets them: "
+        "otherwise a client picks them.",
+    )
     auto_migrate: bool = Field(default=True, description="Apply pending migrations when the server starts.")
     bootstrap: bool = Field(
         default=True,
@@ -95,8 +108,10 @@ class Settings(BaseSettings):
 
     secret_keys: SecretStr | None = Field(
         default=None,
-        description="Comma-separated Fernet keys that encrypt stored secrets (webhook signing secrets); the first "
-        "encrypts, every one decrypts (key rotation). Unset: a key generated into <data_dir>/secret.key.",
+        description="Comma-separated Fernet keys that encrypt stored secrets (webhook signing secrets, channel "
+        "credentials, HTTP tools' header values); the first encrypts, every one decrypts (rotate: put a new key "
+        "first, run `threadline secrets rotate`, drop the old one). Unset: a key generated into "
+        "<data_dir>/secret.key.",
     )
     webhook_allow_private_urls: bool = Field(
         default=False,
