@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -93,3 +94,16 @@ _LOGS: dict[str, str] = {}
 def _tail(path: str, limit: int = 20_000) -> str:
     with open(path, errors="replace") as f:
         return f.read()[-limit:]
+
+
+@contextmanager
+def fuzzed_server(database_url: str, settings: Any) -> Iterator[str]:
+    """A server for schemathesis runs: the test run's secret key (it must decrypt what the seeding
+    encrypted, and never create a key file), and no worker, so a POST that waits for the agent (``wait``,
+    ``stream=true``, Altur's POST) is capped short instead of holding each generated request."""
+    with live_server(
+        database_url,
+        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
+    ) as base:
+        yield base

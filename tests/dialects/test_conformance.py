@@ -25,7 +25,7 @@ from schemathesis.checks import (
 
 from tests.conftest import make_tenant
 from tests.dialects.seed import seed_everything
-from tests.livesrv import live_server, server_log
+from tests.livesrv import fuzzed_server, server_log
 
 SPECS = Path(__file__).with_name("documents")  # the vendors' OpenAPI files, unchanged
 MAX_EXAMPLES = 30
@@ -53,12 +53,7 @@ async def seeded(app: Any, sessionmaker: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def live_base(database_url: str, engine: Any, settings: Any) -> Iterator[str]:
-    # No worker runs there: Altur's POST waits for a reply that cannot come, so its wait is capped short.
-    with live_server(
-        database_url,
-        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
-        THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
-    ) as base:
+    with fuzzed_server(database_url, settings) as base:
         yield base
 
 

@@ -21,7 +21,7 @@ from schemathesis.checks import (
 )
 from tests.conftest import make_tenant
 from tests.factories import create_agent, create_end_user, create_thread, post_message
-from tests.livesrv import live_server, server_log
+from tests.livesrv import fuzzed_server, server_log
 
 MAX_EXAMPLES = 20
 CHECKS = [
@@ -75,13 +75,7 @@ async def seeded(app: Any, sessionmaker: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def live_base(database_url: str, engine: Any, settings: Any) -> Iterator[str]:
-    # The run's secret key: the server must decrypt what the seeding encrypted, and never create a key file.
-    # No worker runs there: a generated `wait` or `stream=true` would hold each request for the whole cap.
-    with live_server(
-        database_url,
-        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
-        THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
-    ) as base:
+    with fuzzed_server(database_url, settings) as base:
         yield base
 
 

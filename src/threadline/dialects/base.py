@@ -68,16 +68,9 @@ def dialect_auth(extract: KeyExtractor, scope: Scope, *, how: str) -> Callable[[
         key = extract(request.headers)
         if key is None:
             raise Unauthenticated(f"missing API key: send {how}")
-        state = request.scope.setdefault("state", {})
-        cached = state.get("dialect_principal")
-        principal: Principal | None
-        if cached is not None and cached[0] == key:
-            principal = cached[1]
-        else:
-            principal = await authenticate(session_of(request), key)
-            state["dialect_principal"] = (key, principal)
-            if principal is not None:
-                request.app.state.last_used.touch(principal.api_key_id)
+        principal = await authenticate(session_of(request), key)
+        if principal is not None:
+            request.app.state.last_used.touch(principal.api_key_id)
         if principal is None:
             raise Unauthenticated("invalid or revoked API key")
         if not principal.allows(scope):

@@ -76,9 +76,9 @@ async def request_run(
     thread_id: int,
     thread_public_id: Any,
     agent_version_id: int | None,
-    agent_version_public_id: Any = None,
+    agent_version_public_id: Any,
     message_id: int,
-    message_public_id: Any = None,
+    message_public_id: Any,
     message_seq: int,
     debounce_s: float,
     now: datetime | None = None,
@@ -125,12 +125,7 @@ async def request_run(
         created_at=now,
         updated_at=now,
     )
-    refs = None
-    if agent_version_public_id is not None and message_public_id is not None:
-        refs = run_refs(run, thread=thread_public_id, version=agent_version_public_id, trigger=message_public_id)
-    else:
-        session.add(run)
-        await session.flush()
+    refs = run_refs(run, thread=thread_public_id, version=agent_version_public_id, trigger=message_public_id)
     await record_event(session, run, EventType.RUN_QUEUED, thread_public_id, refs)
     if job.locked_by is not None and not running:
         # Born leased to this process's worker, which starts it the moment this commits, and no other run
