@@ -67,10 +67,27 @@ async def test_creating_an_agent_with_a_version_makes_version_1_current(api: htt
     assert version["tools"] == [  # stored complete, defaults filled in
         {"type": "add_tag", "name": "add_tag", "description": "Tag this conversation.", "allowed": []}
     ]
+    assert version["sms_max_tokens"] is None and version["sms_temperature"] is None  # left out: max_tokens applies
     assert version["flow"] is None and version["discard_inbound"] is False and version["settings"] == {}
     assert (await api.get(f"/v1/agents/{agent['id']}/versions/{version['id']}")).json() == version
     listed = (await api.get("/v1/agents")).json()["data"][0]
     assert listed["current_version"] == version
+
+
+async def test_a_versions_sms_settings_are_stored_and_read_back(api: httpx.AsyncClient) -> None:
+    agent = await _create(api, version={**PROMPT, "max_tokens": 400, "sms_max_tokens": 120, "sms_temperature": 0.2})
+    v1 = agent["current_version"]
+    assert v1["max_tokens"] == 400 and v1["temperature"] is None
+    assert v1["sms_max_tokens"] == 120 and v1["sms_temperature"] == 0.2
+    # Zero is a temperature, not an unset one.
+    v2 = await _add_version(api, agent["id"], **PROMPT, sms_temperature=0, sms_max_tokens=1)
+    assert v2["sms_temperature"] == 0 and v2["sms_max_tokens"] == 1 and v2["max_tokens"] is None
+    for version in (v1, v2):
+        r = await api.get(f"/v1/agents/{agent['id']}/versions/{version['id']}")
+        assert r.status_code == 200 and r.json() == version
+    listed = (await api.get(f"/v1/agents/{agent['id']}/versions")).json()["data"]
+    assert [(v["sms_max_tokens"], v["sms_temperature"]) for v in listed] == [(120, 0.2), (1, 0)]
+    assert (await api.get(f"/v1/agents/{agent['id']}")).json()["current_version"] == v2
 
 
 async def test_versions_are_numbered_and_activated_by_default(api: httpx.AsyncClient) -> None:
@@ -180,6 +197,13 @@ async def test_invalid_version_fields_are_422s_naming_the_field(api: httpx.Async
         ({**PROMPT, "temperature": 2.5}, "temperature"),
         ({**PROMPT, "temperature": -0.1}, "temperature"),
         ({**PROMPT, "max_tokens": 0}, "max_tokens"),
+        ({**PROMPT, "sms_max_tokens": 0}, "sms_max_tokens"),
+        ({**PROMPT, "sms_max_tokens": -5}, "sms_max_tokens"),
+        ({**PROMPT, "sms_max_tokens": 2_147_483_648}, "sms_max_tokens"),
+        ({**PROMPT, "sms_max_tokens": "many"}, "sms_max_tokens"),
+        ({**PROMPT, "sms_temperature": 2.01}, "sms_temperature"),
+        ({**PROMPT, "sms_temperature": -0.1}, "sms_temperature"),
+        ({**PROMPT, "sms_temperature": "warm"}, "sms_temperature"),
         ({**PROMPT, "tools": [1]}, "tools.0"),
         ({**PROMPT, "tools": {"a": 1}}, "tools"),
         ({**PROMPT, "tools": [{"d": "x" * 70_000}]}, "tools"),
@@ -202,6 +226,13 @@ async def test_invalid_version_fields_are_422s_naming_the_field(api: httpx.Async
         assert r.json()["error"]["param"] == param, (body, r.text)
     r = await api.post("/v1/agents", json={"name": "x", "version": {**PROMPT, "activate": False}})
     assert r.status_code == 422 and r.json()["error"]["param"] == "version.activate"
+    r = await api.post("/v1/agents", json={"name": "x", "version": {**PROMPT, "sms_temperature": 3}})
+    error = r.json()["error"]
+    assert (
+        r.status_code == 422
+        and error["param"] == "version.sms_temperature"
+        and error["type"] == "invalid_request_error"
+    )
 
 
 def _nested(depth: int) -> dict[str, Any]:

@@ -368,6 +368,24 @@ async def test_the_pinned_version_is_shown_else_the_agents_current_one(
     assert details["smsTemperature"] == 0 and details["smsMaxTokens"] is None and details["discardInboundSms"] is True
 
 
+async def test_sms_settings_show_the_versions_sms_values_where_set_else_the_general_ones(
+    api: httpx.AsyncClient, anon: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    general = {"max_tokens": 400, "temperature": 0.9}
+    cases = [
+        ({**general, "sms_max_tokens": 120, "sms_temperature": 0.2}, (120, 0.2)),
+        ({**general, "sms_temperature": 0}, (400, 0)),  # zero is a value: it wins over 0.9
+        ({**general, "sms_max_tokens": 60}, (60, 0.9)),
+        ({"sms_max_tokens": 60, "sms_temperature": 1.5}, (60, 1.5)),  # no general settings at all
+    ]
+    for version, shown in cases:
+        thread = await versioned_thread(api, **version)
+        r = await anon.get(URL.format(thread["id"]), headers=key(tenant))
+        assert r.status_code == 200, r.text
+        details = r.json()["thread"]["agentVersionDetails"]
+        assert (details["smsMaxTokens"], details["smsTemperature"]) == shown, version
+
+
 async def test_a_thread_whose_agent_has_no_version_is_400(
     api: httpx.AsyncClient, anon: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -61,6 +61,16 @@ Flow = Annotated[
     ),
     _flow_size,
 ]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+MaxTokens = Annotated[int, Field(ge=1, le=2_147_483_647)]
+SMS_MAX_TOKENS = (
+    "The reply's max_tokens on threads whose channel is sms; applies instead of max_tokens there. "
+    "Null: max_tokens applies on SMS too."
+)
+SMS_TEMPERATURE = (
+    "The temperature on threads whose channel is sms; applies instead of temperature there. "
+    "Null: temperature applies on SMS too."
+)
 VersionSettings = Annotated[
     dict[str, Any],
     Field(description="Further runtime settings (a JSON object, at most 16 KiB serialized)."),
@@ -76,8 +86,10 @@ class AgentVersionSpec(InputModel):
     provider: Provider | None = None
     model: ModelName | None = None
     system_prompt: Annotated[str, Field(max_length=100_000)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=2_147_483_647)] | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    sms_max_tokens: MaxTokens | None = Field(default=None, description=SMS_MAX_TOKENS)
+    sms_temperature: Temperature | None = Field(default=None, description=SMS_TEMPERATURE)
     tools: Tools = Field(default_factory=list)
     flow: Flow | None = Field(default=None, validate_default=True)
     discard_inbound: bool = Field(default=False, description="Store inbound messages without answering them.")
@@ -164,6 +176,8 @@ class AgentVersionRead(OutputModel):
     system_prompt: str | None
     temperature: float | None
     max_tokens: int | None
+    sms_max_tokens: int | None = Field(description=SMS_MAX_TOKENS)
+    sms_temperature: float | None = Field(description=SMS_TEMPERATURE)
     tools: list[dict[str, Any]]
     flow: dict[str, Any] | None
     discard_inbound: bool
@@ -183,6 +197,8 @@ class AgentVersionRead(OutputModel):
             system_prompt=version.system_prompt,
             temperature=version.temperature,
             max_tokens=version.max_tokens,
+            sms_max_tokens=version.sms_max_tokens,
+            sms_temperature=version.sms_temperature,
             tools=redacted_tools(version.tools),
             flow=version.flow,
             discard_inbound=version.discard_inbound,

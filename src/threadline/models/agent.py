@@ -45,6 +45,9 @@ class AgentVersion(IdMixin, WorkspaceMixin, Base):
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # On threads whose channel is SMS these take the place of max_tokens and temperature (null: those apply).
+    sms_max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sms_temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
     tools: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     flow: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     discard_inbound: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -95,7 +95,10 @@ def build(
     max_tokens: int | None,
     context_window: int | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """The messages of the first model call: system, then the newest history that fits, oldest first."""
+    """The messages of the first model call: system, then the newest history that fits, oldest first.
+
+    ``max_tokens`` must be the value the call will send (on an SMS thread the version's ``sms_max_tokens``
+    when set): the room kept for the reply is the room the reply may take."""
     operator_spoke = any(h.sent_by is SentBy.OPERATOR for h in history)
     system = ChatMessage(role="system", content=system_prompt(base_prompt, end_user, operator_spoke=operator_spoke))
     window = context_window or provider.context_window(model)

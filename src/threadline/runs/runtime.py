@@ -46,8 +46,8 @@ from threadline.kit.secrets import secret_box
 from threadline.kit.ssrf import GuardedTransport
 from threadline.messages import service as messages
 from threadline.messages.service import NewMessage
-from threadline.models import AgentVersion, EndUser, Message, Run, RunStatus, Tag, Thread, User
-from threadline.models.enums import AgentMode, MessageType, Role, SentBy, TagColor
+from threadline.models import AgentVersion, EndUser, Integration, Message, Run, RunStatus, Tag, Thread, User
+from threadline.models.enums import AgentMode, ChannelType, MessageType, Role, SentBy, TagColor
 from threadline.models.run import FINISHED
 from threadline.runs import context, service
 from threadline.runs.context import HistoryItem, Participant
@@ -88,6 +88,9 @@ WAIT_FOR_RUNNING_S = 2.0  # a run whose thread has another one running looks aga
 
 @dataclass(frozen=True, slots=True)
 class VersionView:
+    """The pinned version as this run uses it: ``temperature`` and ``max_tokens`` are the ones that apply on
+    the thread's channel (see ``_channel_settings``)."""
+
     mode: AgentMode
     provider: str | None
     model: str | None
@@ -201,17 +204,19 @@ class Runtime:
     async def _claim_in(self, session: AsyncSession, run_ref: str, *, first_attempt: bool = False) -> RunInput | None:
         row = (
             await session.execute(
-                select(Run, Thread, AgentVersion, EndUser)
+                select(Run, Thread, AgentVersion, EndUser, Integration.type)
                 .join(Thread, Thread.id == Run.thread_id)
                 .outerjoin(AgentVersion, AgentVersion.id == Run.agent_version_id)
                 .join(EndUser, EndUser.id == Thread.end_user_id)
+                .outerjoin(Integration, Integration.id == Thread.integration_id)
                 .where(Run.public_id == uuid.UUID(run_ref))
                 .execution_options(populate_existing=True)
             )
         ).one_or_none()
         if row is None:
             return None
-        run, thread, version, end_user = row
+        run, thread, version, end_user, channel_type = row
+        channel = ChannelType(channel_type) if channel_type is not None else ChannelType.API
         if run.status in FINISHED:
             return None
         now = utcnow()
@@ -226,7 +231,7 @@ class Runtime:
             # run, run.started already recorded. Only read; the attempt is counted when the run ends.
             if version is None:
                 raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
-            inp, _ = await self._input(session, run, thread, version, end_user)
+            inp, _ = await self._input(session, run, thread, version, end_user, channel)
             return inp
         was_queued = run.status is RunStatus.QUEUED
         other = _OTHER_RUN
@@ -256,14 +261,20 @@ class Runtime:
             set_committed_value(run, name, value)
         if version is None:
             raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
-        inp, trigger = await self._input(session, run, thread, version, end_user)
+        inp, trigger = await self._input(session, run, thread, version, end_user, channel)
         if was_queued:
             refs = service.run_refs(run, thread=thread.public_id, version=version.public_id, trigger=trigger)
             await service.record_event(session, run, EventType.RUN_STARTED, thread.public_id, refs)
         return inp
 
     async def _input(
-        self, session: AsyncSession, run: Run, thread: Thread, version: AgentVersion, end_user: EndUser
+        self,
+        session: AsyncSession,
+        run: Run,
+        thread: Thread,
+        version: AgentVersion,
+        end_user: EndUser,
+        channel: ChannelType,
     ) -> tuple[RunInput, uuid.UUID | None]:
         rows = (
             await session.execute(
@@ -288,6 +299,7 @@ class Runtime:
             ]
         reply_to = next((m.id for m in reversed(recent) if m.role is Role.USER), None)
         trigger = next((m.public_id for m in recent if m.id == run.trigger_message_id), None)
+        temperature, max_tokens = _channel_settings(version, channel)
         inp = RunInput(
             run_id=run.id,
             run_public_id=run.public_id,
@@ -301,8 +313,8 @@ class Runtime:
                 provider=version.provider,
                 model=version.model,
                 system_prompt=version.system_prompt,
-                temperature=version.temperature,
-                max_tokens=version.max_tokens,
+                temperature=temperature,
+                max_tokens=max_tokens,
                 tools=list(version.tools or []),
                 flow=version.flow,
                 settings=dict(version.settings or {}),
@@ -529,6 +541,16 @@ def _as_failure(exc: BaseException) -> RunFailed:
     if isinstance(exc, ValueError):  # a version the runtime cannot use (bad tools, flow): trying again won't help
         return RunFailed("invalid_agent_version", str(exc)[:500], retryable=False)
     return RunFailed("internal_error", f"unexpected {type(exc).__name__}", retryable=True)
+
+
+def _channel_settings(version: AgentVersion, channel: ChannelType) -> tuple[float | None, int | None]:
+    """The temperature and max_tokens a run on this channel uses: on SMS the version's SMS settings, each
+    where it is set (an SMS reply is billed per segment, so it is often kept shorter than elsewhere)."""
+    if channel is ChannelType.SMS:
+        temperature = version.sms_temperature if version.sms_temperature is not None else version.temperature
+        max_tokens = version.sms_max_tokens if version.sms_max_tokens is not None else version.max_tokens
+        return temperature, max_tokens
+    return version.temperature, version.max_tokens
 
 
 def _stop_reason(run: Run, thread: Thread) -> str | None:

@@ -28,8 +28,9 @@ class FeatherThreadRepository(WorkspaceRepository):
                 AgentVersion.number.label("version_number"),
                 AgentVersion.name.label("version_name"),
                 AgentVersion.mode.label("version_mode"),
-                AgentVersion.max_tokens.label("version_max_tokens"),
-                AgentVersion.temperature.label("version_temperature"),
+                # What an SMS thread runs with: the SMS setting where the version has one (as runs.runtime).
+                func.coalesce(AgentVersion.sms_max_tokens, AgentVersion.max_tokens).label("version_sms_max_tokens"),
+                func.coalesce(AgentVersion.sms_temperature, AgentVersion.temperature).label("version_sms_temperature"),
                 AgentVersion.discard_inbound.label("version_discard_inbound"),
             )
             .select_from(Thread)
