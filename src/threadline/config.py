@@ -113,6 +113,20 @@ class Settings(BaseSettings):
         "first, run `threadline secrets rotate`, drop the old one). Unset: a key generated into "
         "<data_dir>/secret.key.",
     )
+    channel_send_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        description="Attempts to hand an SMS or WhatsApp message to its provider while the provider fails "
+        "transiently (no connection, 5xx, 429), with the job backoff between them, before it is FAILED.",
+    )
+    channel_send_timeout_s: float = Field(
+        default=15, gt=0, description="The whole of one request to Twilio or the WhatsApp Graph API."
+    )
+    channel_allow_private_urls: bool = Field(
+        default=False,
+        description="Let an integration's api_base_url reach loopback and private addresses (a provider stand-in "
+        "or a relay of your own); off, only public addresses are called (SSRF).",
+    )
     webhook_allow_private_urls: bool = Field(
         default=False,
         description="Let webhook URLs point at loopback, private, link-local and other non-public addresses (SSRF).",

@@ -218,19 +218,20 @@ async def test_twilio_dropped_connection_is_retryable(twilio: TwilioStandIn) -> 
     twilio.script(Drop())
     error = await twilio_failure(twilio_client(twilio))
     assert (error.code, error.retryable, error.status) == ("network_error", True, None)
+    assert error.maybe_sent  # the request went out: the provider may have taken it
 
 
 async def test_twilio_slow_answer_times_out(twilio: TwilioStandIn) -> None:
     twilio.script(Accept(delay_s=30))
     error = await twilio_failure(twilio_client(twilio, timeout_s=0.3))
-    assert (error.code, error.retryable, error.status) == ("timeout", True, None)
+    assert (error.code, error.retryable, error.status, error.maybe_sent) == ("timeout", True, None, True)
     assert error.message == "twilio did not answer within 0.3 s"
 
 
 async def test_twilio_unreachable_is_retryable() -> None:
     client = TwilioClient(f"http://127.0.0.1:{closed_port()}", "AC" + "0" * 32, "token", allow_private=True)
     error = await twilio_failure(client)
-    assert (error.code, error.retryable) == ("connect_error", True)
+    assert (error.code, error.retryable, error.maybe_sent) == ("connect_error", True, False)
 
 
 async def test_twilio_guard_refuses_private_addresses_by_default(twilio: TwilioStandIn) -> None:
@@ -640,5 +641,7 @@ def test_channel_error_text() -> None:
     assert str(error) == "21211: The 'To' number is not valid."
     assert repr(error) == (
         "ChannelError(code='21211', message=\"The 'To' number is not valid.\", retryable=False, status=400, "
-        "retry_after_s=None)"
+        "retry_after_s=None, maybe_sent=False)"
     )
+    dropped = pickle.loads(pickle.dumps(ChannelError("timeout", "no answer", True, maybe_sent=True)))
+    assert dropped.maybe_sent and not error.maybe_sent

@@ -177,6 +177,8 @@ class WhatsAppStandIn(HTTPStandIn):
             entry["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
         if errors is not None:
             entry["errors"] = errors
+        if "biz_opaque_callback_data" in sent:  # Meta gives it back in the message's every status
+            entry["biz_opaque_callback_data"] = sent["biz_opaque_callback_data"]
         value = {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": self.display_phone_number, "phone_number_id": self.phone_number_id},

@@ -42,7 +42,9 @@ class ChannelError(Exception):
     WhatsApp with its ``details``), or what went wrong. ``retryable``: whether the same request may succeed
     later. ``status``: the HTTP status of the provider's answer (None without one). ``retry_after_s``: the
     wait the provider asked for (its ``Retry-After``), if any. ``trace_id``: the provider's request id for
-    its support (WhatsApp's ``fbtrace_id``), if any.
+    its support (WhatsApp's ``fbtrace_id``), if any. ``maybe_sent``: the request went out and no answer
+    came back (a read timeout, a connection dropped mid-answer), so the provider may have taken the message:
+    trying again could send it twice.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class ChannelError(Exception):
         *,
         retry_after_s: float | None = None,
         trace_id: str | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(code, message)
         self.code = code
@@ -62,18 +65,19 @@ class ChannelError(Exception):
         self.status = status
         self.retry_after_s = retry_after_s
         self.trace_id = trace_id
+        self.maybe_sent = maybe_sent
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, keyword fields included
-        state = {"retry_after_s": self.retry_after_s, "trace_id": self.trace_id}
+        state = {"retry_after_s": self.retry_after_s, "trace_id": self.trace_id, "maybe_sent": self.maybe_sent}
         return (type(self), (self.code, self.message, self.retryable, self.status), state)
 
     def __repr__(self) -> str:
         return (
             f"ChannelError(code={self.code!r}, message={self.message!r}, retryable={self.retryable!r}, "
-            f"status={self.status!r}, retry_after_s={self.retry_after_s!r})"
+            f"status={self.status!r}, retry_after_s={self.retry_after_s!r}, maybe_sent={self.maybe_sent!r})"
         )
 
 
@@ -192,17 +196,24 @@ class ProviderClient:
                     return await self._http.post(url, **kwargs)
                 async with self._new_http() as http:
                     return await http.post(url, **kwargs)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ChannelError("timeout", f"{self.provider} did not answer within {self.timeout_s:g} s", True) from None
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):  # nothing was sent
+            raise ChannelError(
+                "connect_timeout", f"cannot connect to {self.provider} within {self.timeout_s:g} s", True
+            ) from None
+        except (TimeoutError, httpx.TimeoutException):  # the request may have reached the provider
+            raise ChannelError(
+                "timeout", f"{self.provider} did not answer within {self.timeout_s:g} s", True, maybe_sent=True
+            ) from None
         except httpx.ConnectError as exc:
             if isinstance(exc.__cause__, AddressRefused):  # the SSRF guard: "<host> resolves to <address>, a ..."
                 reason = str(exc.__cause__).removeprefix("refused to connect: ").split(";")[0]
                 message = f"refused to connect to {self.provider}: {reason}; its base URL must reach a public address"
                 raise ChannelError("address_refused", self.scrub(message), False) from None
             raise ChannelError("connect_error", self.scrub(f"cannot connect to {self.provider}: {exc}"), True) from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:  # the connection broke after it was made
             detail = str(exc) or type(exc).__name__
-            raise ChannelError("network_error", self.scrub(f"{self.provider}: {detail}"), True) from None
+            message = self.scrub(f"{self.provider}: {detail}")
+            raise ChannelError("network_error", message, True, maybe_sent=True) from None
         except httpx.HTTPError as exc:  # an unsupported scheme or a URL httpx refuses
             raise ChannelError("invalid_base_url", self.scrub(f"{self.provider}: {exc}"), False) from None
 

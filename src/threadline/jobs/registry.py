@@ -89,9 +89,12 @@ class TaskRegistry:
 registry = TaskRegistry()
 task = registry.task
 
-# Modules of threadline's own tasks, imported by every worker (none yet; the agent runtime, delivery and
-# webhooks add theirs here).
-BUILTIN_TASK_MODULES: tuple[str, ...] = ("threadline.webhooks.tasks", "threadline.runs.tasks")
+# Modules of threadline's own tasks, imported by every worker.
+BUILTIN_TASK_MODULES: tuple[str, ...] = (
+    "threadline.webhooks.tasks",
+    "threadline.runs.tasks",
+    "threadline.channels.delivery",
+)
 
 
 def import_task_modules(extra: Iterable[str] = ()) -> None:

@@ -279,6 +279,9 @@ class Worker:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             detail = traceback.format_exc(limit=20)
             delay = backoff_delay(job.attempts, base_s=self.options.backoff_base_s, cap_s=self.options.backoff_cap_s)
+            asked = getattr(exc, "retry_after_s", None)  # a handler may carry a third party's Retry-After
+            if isinstance(asked, int | float) and asked > delay:
+                delay = min(float(asked), self.options.backoff_cap_s)
             now = utcnow()
             state = await self._record(
                 lambda repo: repo.fail(

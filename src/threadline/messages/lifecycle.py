@@ -61,7 +61,8 @@ Callers use a write session (on SQLite one that begins with ``BEGIN IMMEDIATE``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import uuid
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -74,7 +75,7 @@ from threadline.kit.clock import utcnow
 from threadline.messages.repository import MessageRepository
 from threadline.messages.service import _record
 from threadline.models import Message, Thread
-from threadline.models.enums import MessageStatus
+from threadline.models.enums import Direction, MessageStatus
 
 S = MessageStatus
 
@@ -184,9 +185,14 @@ async def advance_by_external_id(
     to: MessageStatus,
     at: datetime,
     provider: ProviderFields | None = None,
+    tag: str | None = None,
 ) -> Advance | None:
     """``advance`` for a status callback that names the message by the provider's id, unique within the
-    integration. None when no message has that id: the caller still answers the provider 200, because
+    integration. ``tag``: the message's public id as the send job gave it to the provider (Twilio's
+    ``StatusCallback`` query, WhatsApp's ``biz_opaque_callback_data``), which finds a message whose send
+    timed out before the provider's id came back: the report then records that id as well.
+
+    None when no message has that id: the caller still answers the provider 200, because
     the id is unknown for good (a message sent outside threadline from the same number or account, or
     one whose thread was deleted), and an error answer would only make the provider redeliver it for days
     (WhatsApp retries for up to 7 days, replaying the other statuses of the same notification with it)."""
@@ -197,9 +203,33 @@ async def advance_by_external_id(
         .execution_options(populate_existing=True)
     )
     message = (await session.execute(stmt)).scalar_one_or_none()
+    if message is None and tag is not None:
+        message = await _tagged(session, integration_id, tag)
+        if message is not None and message.external_id is None:
+            provider = replace(provider or ProviderFields(), external_id=external_id)
     if message is None:
         return None
     return await _apply(session, message, to, at, provider)
+
+
+async def _tagged(session: AsyncSession, integration_id: int, tag: str) -> Message | None:
+    """The outbound message of the integration whose public id is ``tag`` and that has no provider id yet."""
+    try:
+        public_id = uuid.UUID(tag)
+    except ValueError:
+        return None
+    stmt = (
+        select(Message)
+        .where(
+            Message.integration_id == integration_id,
+            Message.public_id == public_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.external_id.is_(None),
+        )
+        .execution_options(populate_existing=True)
+    )
+    found: Message | None = (await session.execute(stmt)).scalar_one_or_none()
+    return found
 
 
 async def _current(session: AsyncSession, message_id: int) -> Message | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.channels import outbox
 from threadline.errors import InvalidRequest, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
@@ -84,7 +85,12 @@ def _initial_status(new: NewMessage, direction: Direction, channel: ChannelType)
 
 
 async def append_message(session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage) -> Message:
-    """Add a message at the end of a thread (404 if the thread is not in this workspace)."""
+    """Add a message at the end of a thread (404 if the thread is not in this workspace).
+
+    An outbound message on SMS or WhatsApp is stored QUEUED with the job that sends it
+    (``channels.outbox``); a text too long for one provider message is stored as several messages, one
+    per provider message, in consecutive places (``metadata.part`` of ``metadata.parts``). The first is
+    returned and carries the tool calls and iterations."""
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
     claimed = await repo.claim_next_seq(thread_id, now=now)
@@ -98,17 +104,19 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
         version = (bool(claimed.discard_inbound), dict(claimed.version_settings or {}), claimed.version_public_id)
     discard = version is not None and version[0]
     status = MessageStatus.DISCARDED if discard and new.status is None else _initial_status(new, direction, channel)
+    contents = outbox.parts(channel, new.type, new.content) if status is MessageStatus.QUEUED else [new.content]
+    metadata = new.metadata if len(contents) == 1 else {**new.metadata, "part": 1, "parts": len(contents)}
     message = Message(
         workspace_id=workspace_id,
         thread_id=thread_key,
         seq=seq,
         role=new.role,
         type=new.type,
-        content=new.content,
+        content=contents[0],
         blocks=new.blocks,
         media_url=new.media_url,
         attachments=new.attachments,
-        metadata_=new.metadata,
+        metadata_=metadata,
         direction=direction,
         sent_by=_sent_by(new),
         sent_by_user_id=new.sent_by_user_id,
@@ -129,6 +137,21 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     await session.flush()
     thread_uid = parse_uuid(thread_id)
     await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
+    if status is MessageStatus.QUEUED:
+        await outbox.enqueue(session, message)
+    for number, part in enumerate(contents[1:], start=2):  # the rest of a text too long for one provider message
+        rest = NewMessage(
+            role=new.role,
+            content=part,
+            metadata={**new.metadata, "part": number, "parts": len(contents)},
+            sent_by=_sent_by(new),
+            sent_by_user_id=new.sent_by_user_id,
+            source=new.source,
+            in_response_to_id=new.in_response_to_id,
+            run_id=new.run_id,
+            start_run=False,
+        )
+        await append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=rest)
     if version is not None and not discard and claimed.active and not claimed.blocked and new.start_run:
         await runs.request_run(
             session,

@@ -63,12 +63,18 @@ class TwilioClient(ProviderClient):
         from_number: str | None = None,
         messaging_service_sid: str | None = None,
         status_callback: str | None = None,
+        media_url: str | None = None,
     ) -> SentMessage:
         """Create the message: from ``from_number`` or through ``messaging_service_sid`` (exactly one);
-        Twilio reports its progress to ``status_callback`` if given. Raises ``ChannelError``."""
+        Twilio reports its progress to ``status_callback`` if given. ``media_url``: a public URL Twilio
+        fetches and sends as MMS (the body may then be empty). Raises ``ChannelError``."""
         if (from_number is None) == (messaging_service_sid is None):
             raise ValueError("give exactly one of from_number and messaging_service_sid")
+        if not body and not media_url:
+            raise ValueError("an SMS needs a body or a media_url")
         form = {"To": to, "Body": clean_text(body)}
+        if media_url:
+            form["MediaUrl"] = media_url
         if from_number is not None:
             form["From"] = from_number
         if messaging_service_sid is not None:

@@ -36,6 +36,9 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter()
 
+# The query parameter of the StatusCallback URL the send job gives Twilio: the message's public id.
+MESSAGE_TAG = "message"
+
 SIGNATURE_HEADER: Final = "x-twilio-signature"
 EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_MEDIA: Final = 10  # Twilio attaches at most 10 media to a message
@@ -240,7 +243,13 @@ async def status_callback(integration_id: IntegrationId, request: Request, sessi
         log.info("channels.twilio.status_ignored", integration_id=str(credentials.public_id), status=word[:32])
         return Response(status_code=200)
     moved = await lifecycle.advance_by_external_id(
-        session, integration_id=credentials.id, external_id=sid, to=to, at=utcnow(), provider=fields
+        session,
+        integration_id=credentials.id,
+        external_id=sid,
+        to=to,
+        at=utcnow(),
+        provider=fields,
+        tag=request.query_params.get(MESSAGE_TAG),  # signed: part of the URL Twilio signed
     )
     if moved is None:
         log.info("channels.twilio.status_unknown_message", integration_id=str(credentials.public_id))

@@ -112,6 +112,7 @@ class WhatsAppClient(ProviderClient):
         filename: str | None = None,
         preview_url: bool = False,
         reply_to: str | None = None,
+        callback_data: str | None = None,
     ) -> SentMessage:
         """Send one message to ``to`` (a phone number in international form or a WhatsApp id).
 
@@ -119,13 +120,16 @@ class WhatsAppClient(ProviderClient):
         (``media_url``, ``text`` as the caption, ``filename`` for a document); ``audio`` (``media_url``);
         ``interactive_buttons`` (``text`` as the body, 1 to 3 ``buttons``); ``template`` (``template``: a
         ``Template`` or the Graph API's template object as is). ``reply_to``: the wamid of the message
-        this one answers. Lengths are the API's to check (WhatsApp's 4096 characters: split beforehand
-        with ``channels.segments.split_whatsapp_text``). Raises ``ValueError`` when what ``kind`` needs is
-        missing, ``ChannelError`` when the message is not taken.
+        this one answers. ``callback_data``: WhatsApp's ``biz_opaque_callback_data``, given back in this
+        message's status notifications (up to 512 characters). Lengths are the API's to check (WhatsApp's
+        4096 characters: split beforehand with ``channels.segments.split_whatsapp_text``). Raises
+        ``ValueError`` when what ``kind`` needs is missing, ``ChannelError`` when the message is not taken.
         """
         body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
         if reply_to is not None:
             body["context"] = {"message_id": reply_to}
+        if callback_data is not None:
+            body["biz_opaque_callback_data"] = callback_data
         body.update(_content(kind, text, media_url, buttons, template, filename, preview_url))
         path = f"/{quote(self.api_version, safe='.')}/{quote(self.phone_number_id, safe='')}/messages"
         response = await self._post(

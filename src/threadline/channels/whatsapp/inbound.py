@@ -300,7 +300,13 @@ async def _apply_status(session: Any, credentials: ChannelCredentials, raw: dict
         error_message=error_message,
     )
     moved = await lifecycle.advance_by_external_id(
-        session, integration_id=credentials.id, external_id=wamid, to=to, at=_timestamp(raw, where), provider=fields
+        session,
+        integration_id=credentials.id,
+        external_id=wamid,
+        to=to,
+        at=_timestamp(raw, where),
+        provider=fields,
+        tag=raw.get("biz_opaque_callback_data") if isinstance(raw.get("biz_opaque_callback_data"), str) else None,
     )
     if moved is None:
         log.info("channels.whatsapp.status_unknown_message", integration_id=str(credentials.public_id))

@@ -1,0 +1,62 @@
+"""What a new outbound message on SMS or WhatsApp needs at once: its text cut to what one provider
+message takes (``parts``) and the job that sends it (``enqueue``). Kept apart from ``channels.delivery``
+(the job itself) so that ``messages.service`` can import it without importing the providers' clients.
+
+Splitting happens when the message is stored, not when it is sent, so that the store holds one message
+per provider message (each with its own provider id, status and lifecycle) and the parts take
+consecutive places in the thread. An SMS body goes as one concatenated message up to ten segments (Twilio
+joins them on the handset); a longer one becomes several messages. A WhatsApp text goes up to 4096
+characters per message. Only plain text is split: a caption, a button body or a template that is too long
+is the provider's to refuse, and the message ends FAILED with the provider's error.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from threadline.channels.segments import split_sms, split_whatsapp_text
+from threadline.jobs import service as jobs
+from threadline.models import Message
+from threadline.models.enums import ChannelType, MessageType
+
+__all__ = ["DELIVER_KIND", "configure", "dedupe_key", "enqueue", "parts"]
+
+DELIVER_KIND: Final = "channels.deliver"
+DELIVERED_CHANNELS: Final = frozenset({ChannelType.SMS, ChannelType.WHATSAPP})
+
+_defaults: dict[str, int] = {"max_attempts": 6}
+
+
+def configure(*, max_attempts: int) -> None:
+    """The process's settings (``channel_send_max_attempts``), set at start-up."""
+    _defaults["max_attempts"] = max_attempts
+
+
+def parts(channel: ChannelType, type_: MessageType, content: str) -> list[str]:
+    """``content`` as the texts of the provider messages it goes out as (one unless it is too long)."""
+    if type_ is not MessageType.TEXT or not content:
+        return [content]
+    if channel is ChannelType.SMS:
+        return split_sms(content) or [content]
+    if channel is ChannelType.WHATSAPP:
+        return split_whatsapp_text(content) or [content]
+    return [content]
+
+
+def dedupe_key(message_id: int) -> str:
+    """The send job's key: one job per message, found again by the job of the message before it."""
+    return f"message:{message_id}"
+
+
+async def enqueue(session: AsyncSession, message: Message) -> None:
+    """Add the job that sends ``message`` (stored QUEUED) to the caller's transaction."""
+    await jobs.enqueue(
+        session,
+        kind=DELIVER_KIND,
+        payload={"message_id": message.id},
+        workspace_id=message.workspace_id,
+        max_attempts=_defaults["max_attempts"],
+        dedupe_key=dedupe_key(message.id),
+    )
