@@ -210,6 +210,7 @@ async def test_an_sms_conversation_end_to_end(
     by_id = {m["id"]: m for m in shown}
     assert by_id[inbound["id"]]["direction"] == "INBOUND" and by_id[inbound["id"]]["status"] == "RECEIVED"
     assert by_id[inbound["id"]]["twilioMessageSid"] == inbound["external_id"]
+    assert by_id[inbound["id"]]["twilioNumSegments"] == 1
     out = by_id[reply["id"]]
     assert {k: out[k] for k in ("direction", "messageBody", "status", "twilioMessageSid", "twilioAccountSid")} == {
         "direction": "OUTBOUND",

@@ -170,6 +170,7 @@ class InboundMessage:
     external_id: str
     source: Source
     provider_account_id: str | None = None
+    segments: int | None = None
     content: str = ""
     type: MessageType = MessageType.TEXT
     media_url: str | None = None
@@ -311,6 +312,7 @@ async def _append(
         source=inbound.source,
         external_id=inbound.external_id,
         provider_account_id=inbound.provider_account_id,
+        segments=inbound.segments,
         in_response_to_id=in_response_to_id,
         start_run=inbound.start_run,
     )

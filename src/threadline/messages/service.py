@@ -56,6 +56,7 @@ class NewMessage:
     iterations: list[dict[str, Any]] | None = None
     external_id: str | None = None
     provider_account_id: str | None = None
+    segments: int | None = None  # an inbound SMS's segments, as the provider counted them
     run_id: int | None = None
     start_run: bool = True  # an end-user message makes the agent answer (when the thread lets it)
     debounce_s: float | None = None  # None: the agent version's or the channel's window
@@ -126,6 +127,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
         integration_id=integration_id,
         external_id=new.external_id,
         provider_account_id=new.provider_account_id,
+        segments=new.segments,
         tool_calls=new.tool_calls,
         iterations=new.iterations,
         in_response_to_id=new.in_response_to_id,

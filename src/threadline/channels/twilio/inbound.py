@@ -181,7 +181,6 @@ def parse_sms(form: dict[str, str]) -> inbound.InboundMessage:
     twilio: dict[str, Any] = {"num_media": num_media}
     for name, key in (
         ("To", "to"),
-        ("NumSegments", "num_segments"),
         ("MessagingServiceSid", "messaging_service_sid"),
         ("ApiVersion", "api_version"),
     ):
@@ -192,6 +191,7 @@ def parse_sms(form: dict[str, str]) -> inbound.InboundMessage:
         external_id=sid,
         source=Source.SMS,
         provider_account_id=form["AccountSid"],
+        segments=_count(form, "NumSegments", upper=10_000) or None,
         content=form.get("Body", ""),
         type=MessageType(attachments[0]["type"]) if attachments else MessageType.TEXT,
         media_url=attachments[0]["url"] if attachments else None,
