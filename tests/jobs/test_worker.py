@@ -265,6 +265,19 @@ async def test_a_job_enqueued_for_adoption_is_born_leased_to_a_local_worker_and_
             return [j.state for j in await _jobs(sessionmaker, kind)] == [JobState.SUCCEEDED] * 3
 
         await _until(all_done, within_s=10)
+        # A savepoint rolled back takes only its own jobs: the one adopted before it still starts at commit.
+        async with sessionmaker() as s, s.begin():
+            kept = await enqueue(s, kind=kind, adopt=True)
+            try:
+                async with s.begin_nested():
+                    await enqueue(s, kind=kind, adopt=True)
+                    assert worker._reserved == 2
+                    raise RuntimeError("the inner change failed")
+            except RuntimeError:
+                pass
+            assert worker._reserved == 1
+        await _until(lambda: _async(ran[-1] == kept.id), within_s=5)
+        assert worker._reserved == 0 and len(ran) == 4
     finally:
         gate.set()
         worker.stop()

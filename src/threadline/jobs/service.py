@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from threadline.errors import InvalidRequest, NotFound
 from threadline.jobs.repository import JobRepository
@@ -79,7 +79,7 @@ def remove_wakeup(callback: Callable[[frozenset[str]], None]) -> None:
 def _wake_workers_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint was released: its jobs start when the real transaction commits
-    for worker, job in session.info.pop(_ADOPTED, ()):
+    for worker, job, _where in session.info.pop(_ADOPTED, ()):
         worker.adopt(job)
     session.info.pop(_NOTIFIED, None)
     kinds = session.info.pop(_ENQUEUED, None)
@@ -90,10 +90,34 @@ def _wake_workers_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
-    for worker, _job in session.info.pop(_ADOPTED, ()):
-        worker.unreserve()
-    session.info.pop(_ENQUEUED, None)
+    rolled_back = session.get_nested_transaction()  # None: the whole transaction
+    if rolled_back is None:
+        for worker, _job, _where in session.info.pop(_ADOPTED, ()):
+            worker.unreserve()
+        session.info.pop(_ENQUEUED, None)
+        session.info.pop(_NOTIFIED, None)
+        return
+    # A savepoint rolled back: only the jobs adopted inside it are gone; those of the enclosing transaction
+    # still start at its commit. A NOTIFY sent inside it is gone too, so the next enqueue sends one again
+    # (the local wake-ups are kept: one too many is harmless).
+    kept = []
+    for worker, job, where in session.info.pop(_ADOPTED, ()):
+        if _inside(where, rolled_back):
+            worker.unreserve()
+        else:
+            kept.append((worker, job, where))
+    if kept:
+        session.info[_ADOPTED] = kept
     session.info.pop(_NOTIFIED, None)
+
+
+def _inside(transaction: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    """Whether ``transaction`` is ``savepoint`` or was begun inside it."""
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 async def enqueue(
@@ -150,7 +174,8 @@ async def enqueue(
         session.add(job)
         await session.flush()
     if adopter is not None:
-        session.info.setdefault(_ADOPTED, []).append((adopter, job))
+        where = session.sync_session.get_nested_transaction()  # the savepoint it is adopted in, if any
+        session.info.setdefault(_ADOPTED, []).append((adopter, job, where))
         return job
     await notify_workers(session, kind)
     return job
