@@ -108,6 +108,20 @@ class Metrics:
             buckets=WEBHOOK_BUCKETS,
             registry=self.registry,
         )
+        self.channel_sends = Counter(
+            "threadline_channel_sends",
+            "Attempts to hand an SMS or WhatsApp message to its provider, by channel and outcome: sent, retry "
+            "(a transient failure, tried again), failed (refused, out of attempts, or maybe sent: not retried).",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.channel_send_duration = Histogram(
+            "threadline_channel_send_duration_seconds",
+            "Time one provider call took, by channel.",
+            ["channel"],
+            buckets=WEBHOOK_BUCKETS,
+            registry=self.registry,
+        )
         self.job_queue = JobQueueCollector()
         self.registry.register(self.job_queue)
 
@@ -126,6 +140,10 @@ class Metrics:
     def observe_webhook(self, outcome: str, duration_s: float) -> None:
         self.webhook_attempts.labels(outcome).inc()
         self.webhook_attempt_duration.observe(duration_s)
+
+    def observe_channel_send(self, channel: str, outcome: str, duration_s: float) -> None:
+        self.channel_sends.labels(channel, outcome).inc()
+        self.channel_send_duration.labels(channel).observe(duration_s)
 
     async def refresh_job_counts(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """``SELECT state, count(*) FROM jobs GROUP BY state`` into the queue depth gauge's cache."""

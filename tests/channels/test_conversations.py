@@ -38,6 +38,7 @@ from threadline.channels.outbox import DELIVER_KIND
 from threadline.config import Settings
 from threadline.jobs.registry import registry
 from threadline.jobs.worker import Worker, WorkerOptions
+from threadline.metrics import Metrics
 from threadline.models import Event, Job
 from threadline.workspaces.bootstrap import DEMO_FLOW
 
@@ -56,7 +57,7 @@ async def running_worker(sessionmaker: Any, settings: Settings) -> AsyncIterator
         backoff_cap_s=0.2,
         kinds=("runs.execute", DELIVER_KIND),
     )
-    w = Worker(sessionmaker, options, tasks=registry, settings=settings)
+    w = Worker(sessionmaker, options, tasks=registry, settings=settings, metrics=Metrics())
     task = asyncio.create_task(w.run())
     try:
         yield w
@@ -92,6 +93,13 @@ async def reached(api: httpx.AsyncClient, thread_id: str, index: int, *statuses:
 
     await until(check)
     return await message_at(api, thread_id, index)
+
+
+def sends(worker: Worker, channel: str, outcome: str) -> float:
+    """The worker's ``threadline_channel_sends_total`` sample for ``channel`` and ``outcome``."""
+    assert worker.metrics is not None
+    labels = {"channel": channel, "outcome": outcome}
+    return worker.metrics.registry.get_sample_value("threadline_channel_sends_total", labels) or 0.0
 
 
 async def status_history(sessionmaker: Any, tenant: Tenant, message_id: str) -> list[str]:
@@ -182,6 +190,7 @@ async def test_an_sms_conversation_end_to_end(
     assert reply["segments"] == 1
     assert reply["price_currency"] == "USD"
     assert reply["sent_at"] is not None and reply["delivered_at"] is None
+    assert sends(sender, "sms", "sent") == 1
     assert line.auth_token not in r.text
 
     # Twilio reports delivery, then the read receipt; then a late "sent" and a repeated "delivered".
@@ -281,6 +290,7 @@ async def test_a_twilio_outage_is_retried_then_the_message_fails_with_twilios_er
     failed = await reached(api, thread["id"], 1, "FAILED")
 
     assert len(twilio.requests) == 3  # channel_send_max_attempts (3 in these tests)
+    assert (sends(sender, "sms", "retry"), sends(sender, "sms", "failed"), sends(sender, "sms", "sent")) == (2, 1, 0)
     assert failed["error_code"] == "20503"
     assert failed["error_message"] and "unavailable" in failed["error_message"].lower()
     assert failed["failed_at"] is not None and failed["external_id"] is None

@@ -28,6 +28,7 @@ message SENDING; the job's next attempt sends it again (at least once, in that o
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -99,11 +100,18 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
     if isinstance(step, _Wait):
         raise Reschedule(ORDER_RECHECK_S, "an earlier message of the thread is on its way")
     outgoing, credentials = step
+    began = time.perf_counter()
+
+    def observe(outcome: str) -> None:
+        if ctx.metrics is not None:
+            ctx.metrics.observe_channel_send(credentials.type.value, outcome, time.perf_counter() - began)
+
     try:
         sent = await send(outgoing, credentials, settings)
     except ChannelError as error:
         final = not error.retryable or error.maybe_sent or ctx.attempt >= ctx.max_attempts
         bound = log.bind(message_id=outgoing.public_id, code=error.code, attempt=ctx.attempt)
+        observe("failed" if final else "retry")
         if not final:
             bound.warning("channels.send_retry", retry_after_s=error.retry_after_s)
             raise SendFailed(error) from None
@@ -111,6 +119,7 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
         fields = lifecycle.ProviderFields(error_code=error.code, error_message=_explained(error))
         await _record(ctx.session, outgoing, S.FAILED, fields)
         return
+    observe("sent")
     fields = lifecycle.ProviderFields(
         external_id=sent.provider_id,
         provider_account_id=sent.account_id,
