@@ -145,6 +145,17 @@ async def twilio_line(api: httpx.AsyncClient, stand_in: TwilioStandIn, agent: di
     )
 
 
+async def sms_thread(
+    api: httpx.AsyncClient, caller: httpx.AsyncClient, stand_in: TwilioStandIn, agent: dict[str, Any]
+) -> tuple[sms.Line, dict[str, Any]]:
+    """An SMS line on ``stand_in`` routed to ``agent``, and the thread a first SMS from the customer opened."""
+    line = await twilio_line(api, stand_in, agent)
+    r = await sms.post_signed(caller, line.sms_path, line.sms(body="Hello?"), line.auth_token)
+    assert r.status_code == 200, r.text
+    (thread,) = await sms.threads_of_line(api, line)
+    return line, thread
+
+
 async def twilio_reports(
     client: httpx.AsyncClient, stand_in: TwilioStandIn, line: sms.Line, sid: str, status: str, **extra: Any
 ) -> httpx.Response:
@@ -247,10 +258,7 @@ async def test_an_operator_message_on_an_sms_thread_is_sent_and_a_thread_sends_i
     twilio: TwilioStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await twilio_line(api, twilio, agent)
-    await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Hello?"), line.auth_token)
-    (thread,) = await sms.threads_of_line(api, line)
+    _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
     r = await api.post("/v1/users", json={"email": "ops@example.com", "first_name": "Sam"})
     assert r.status_code == 201, r.text
     user_id = r.json()["id"]
@@ -280,10 +288,7 @@ async def test_a_twilio_outage_is_retried_then_the_message_fails_with_twilios_er
 ) -> None:
     # A version that stores what the end user sends and answers nothing: Feather shows threads with a version.
     version = {"mode": "PROMPT", "provider": "openai", "model": "m", "discard_inbound": True}
-    agent = await create_agent(api, name="Listener", version=version)
-    line = await twilio_line(api, twilio, agent)
-    await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Hello?"), line.auth_token)
-    (thread,) = await sms.threads_of_line(api, line)
+    line, thread = await sms_thread(api, twilio_side, twilio, await create_agent(api, name="Listener", version=version))
     twilio.default = TwilioError.unavailable()
 
     r = await api.post(f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "content": "One moment."})
@@ -310,10 +315,7 @@ async def test_a_message_twilio_refuses_fails_at_once_and_the_next_one_still_goe
     twilio: TwilioStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await twilio_line(api, twilio, agent)
-    await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Hello?"), line.auth_token)
-    (thread,) = await sms.threads_of_line(api, line)
+    _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
     twilio.script(TwilioError.invalid_to(sms.CUSTOMER))
 
     for text in ("First.", "Second."):
@@ -332,10 +334,7 @@ async def test_a_send_that_timed_out_is_not_sent_again_and_twilios_reports_still
     sessionmaker: Any,
     settings: Settings,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await twilio_line(api, twilio, agent)
-    await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Hello?"), line.auth_token)
-    (thread,) = await sms.threads_of_line(api, line)
+    line, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
     twilio.script(Accept(delay_s=3))  # Twilio takes the message but its answer comes too late
 
     async with running_worker(sessionmaker, channel_settings(settings, channel_send_timeout_s=0.5)):
@@ -360,10 +359,7 @@ async def test_a_dropped_connection_before_an_answer_is_not_sent_twice(
     twilio: TwilioStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await twilio_line(api, twilio, agent)
-    await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Hello?"), line.auth_token)
-    (thread,) = await sms.threads_of_line(api, line)
+    _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
     twilio.script(Drop())
 
     await api.post(f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "content": "Hm."})
@@ -412,6 +408,17 @@ async def whatsapp_line(api: httpx.AsyncClient, stand_in: WhatsAppStandIn, agent
         api_base_url=stand_in.base_url,
     )
     return line
+
+
+async def whatsapp_thread(
+    api: httpx.AsyncClient, caller: httpx.AsyncClient, stand_in: WhatsAppStandIn
+) -> tuple[wa.Line, dict[str, Any]]:
+    """A WhatsApp line on ``stand_in`` routed to an agent that does not answer, and the thread a first
+    message from the customer opened."""
+    line = await whatsapp_line(api, stand_in, await sms.quiet_agent(api))
+    r = await wa.post_signed(caller, line, line.notification(wa.wa_message("text", {"body": "hi"})))
+    assert r.status_code == 200, r.text
+    return line, await wa.the_thread(api, line)
 
 
 async def meta_reports(
@@ -505,10 +512,7 @@ async def test_a_whatsapp_outage_is_retried_then_fails_with_metas_error(
     whatsapp: WhatsAppStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await whatsapp_line(api, whatsapp, agent)
-    await wa.post_signed(meta_side, line, line.notification(wa.wa_message("text", {"body": "hi"})))
-    thread = await wa.the_thread(api, line)
+    line, thread = await whatsapp_thread(api, meta_side, whatsapp)
     whatsapp.script(GraphError.unavailable())
     whatsapp.default = GraphError.server_error(503)
 
@@ -525,10 +529,7 @@ async def test_a_whatsapp_refusal_and_a_failed_status_are_recorded(
     whatsapp: WhatsAppStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await whatsapp_line(api, whatsapp, agent)
-    await wa.post_signed(meta_side, line, line.notification(wa.wa_message("text", {"body": "hi"})))
-    thread = await wa.the_thread(api, line)
+    line, thread = await whatsapp_thread(api, meta_side, whatsapp)
     whatsapp.script(GraphError.reengagement())
 
     for text in ("Still there?", "Ping."):
@@ -551,10 +552,7 @@ async def test_a_long_whatsapp_text_goes_as_messages_of_4096_characters_at_most(
     whatsapp: WhatsAppStandIn,  # noqa: F811
     sender: Worker,
 ) -> None:
-    agent = await sms.quiet_agent(api)
-    line = await whatsapp_line(api, whatsapp, agent)
-    await wa.post_signed(meta_side, line, line.notification(wa.wa_message("text", {"body": "hi"})))
-    thread = await wa.the_thread(api, line)
+    _, thread = await whatsapp_thread(api, meta_side, whatsapp)
     paragraph = "Opening hours vary by store; here is the full list. " * 30  # about 1,560 characters
     text = "\n\n".join([paragraph.strip()] * 4)
 
