@@ -8,7 +8,6 @@ per provider message, sent in order), forged and duplicate callbacks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,13 +30,13 @@ from tests.dialects.conftest import ByMessage
 from tests.factories import create_agent
 from tests.fakes.twilio_server import Accept, Drop, TwilioError, TwilioStandIn
 from tests.fakes.whatsapp_server import GraphError, WhatsAppStandIn
+from tests.runs.conftest import running_worker as runs_worker
 from tests.runs.conftest import until
 from tests.runs.scripted import Step
 from threadline.channels import outbox
 from threadline.channels.outbox import DELIVER_KIND
 from threadline.config import Settings
-from threadline.jobs.registry import registry
-from threadline.jobs.worker import Worker, WorkerOptions
+from threadline.jobs.worker import Worker
 from threadline.metrics import Metrics
 from threadline.models import Event, Job
 from threadline.workspaces.bootstrap import DEMO_FLOW
@@ -46,24 +45,10 @@ HOST = "http://testserver"
 STATUS_CHANGES = ("status",)
 
 
-@contextlib.asynccontextmanager
-async def running_worker(sessionmaker: Any, settings: Settings) -> AsyncIterator[Worker]:
-    """A worker for runs and sends, polling fast, with a short backoff."""
-    options = WorkerOptions(
-        concurrency=4,
-        lease_s=30,
-        poll_interval_s=0.05,
-        backoff_base_s=0.05,
-        backoff_cap_s=0.2,
-        kinds=("runs.execute", DELIVER_KIND),
-    )
-    w = Worker(sessionmaker, options, tasks=registry, settings=settings, metrics=Metrics())
-    task = asyncio.create_task(w.run())
-    try:
-        yield w
-    finally:
-        w.stop()
-        await asyncio.wait_for(task, 20)
+def running_worker(sessionmaker: Any, settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
+    """A worker for runs and sends, with metrics."""
+    kinds = ("runs.execute", DELIVER_KIND)
+    return runs_worker(sessionmaker, settings, kinds=kinds, backoff_cap_s=0.2, metrics=Metrics())
 
 
 def channel_settings(settings: Settings, **changes: Any) -> Settings:

@@ -4,7 +4,6 @@ reply's tool_calls and iterations."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -19,8 +18,8 @@ from sqlalchemy import text
 from tests.events.sse import frames
 from tests.factories import create_agent, create_end_user, create_thread
 from tests.fakes.openai_server import OpenAIStandIn, Reply, ToolCallReply
-from threadline.jobs.registry import registry
-from threadline.jobs.worker import Worker, WorkerOptions
+from tests.runs.conftest import running_worker
+from threadline.jobs.worker import Worker
 
 
 @pytest.fixture
@@ -65,12 +64,8 @@ async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> As
             "tools_allow_private_urls": True,  # the shop runs on 127.0.0.1 here
         }
     )
-    options = WorkerOptions(concurrency=2, lease_s=30, poll_interval_s=0.05, kinds=("runs.execute",))
-    worker = Worker(sessionmaker, options, tasks=registry, settings=tuned)
-    task = asyncio.create_task(worker.run())
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, 20)
+    async with running_worker(sessionmaker, tuned, concurrency=2) as worker:
+        yield worker
 
 
 async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_through_the_openai_sdk(

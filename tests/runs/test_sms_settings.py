@@ -6,7 +6,6 @@ The model is an OpenAI-compatible server on 127.0.0.1; what it received is what 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,8 +17,8 @@ from pydantic import SecretStr
 from tests.factories import create_agent, create_end_user, create_thread
 from tests.fakes.openai_server import OpenAIStandIn, ReceivedRequest, Reply
 from tests.integrations.helpers import create_integration, sms_body, whatsapp_body
-from threadline.jobs.registry import registry
-from threadline.jobs.worker import Worker, WorkerOptions
+from tests.runs.conftest import running_worker
+from threadline.jobs.worker import Worker
 
 PROMPT = {"mode": "PROMPT", "provider": "openai", "model": "gpt-4o-mini", "system_prompt": "Be brief."}
 GENERAL = {"max_tokens": 400, "temperature": 0.9}
@@ -38,12 +37,8 @@ def llm() -> Iterator[OpenAIStandIn]:
 async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> AsyncIterator[Worker]:
     """A worker for runs only: delivery jobs of the SMS replies stay queued, which these tests do not look at."""
     tuned = settings.model_copy(update={"openai_base_url": llm.base_url, "openai_api_key": SecretStr("sk-test")})
-    options = WorkerOptions(concurrency=2, lease_s=30, poll_interval_s=0.05, kinds=("runs.execute",))
-    worker = Worker(sessionmaker, options, tasks=registry, settings=tuned)
-    task = asyncio.create_task(worker.run())
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, 20)
+    async with running_worker(sessionmaker, tuned, concurrency=2) as worker:
+        yield worker
 
 
 async def _thread_on(api: httpx.AsyncClient, channel: str, agent: dict[str, Any]) -> dict[str, Any]:
