@@ -22,9 +22,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, **env: str) -> Iterator[str]:
-    """Run uvicorn on ``create_app`` against ``database_url`` (already migrated); yields the base URL."""
-    port = free_port()
+def live_server(database_url: str, *, port: int | None = None, **env: str) -> Iterator[str]:
+    """Run uvicorn on ``create_app`` against ``database_url`` (already migrated); yields the base URL.
+    ``port``: a port chosen beforehand, for a server whose settings must name its own URL; else a free one."""
+    port = port or free_port()
     environment = {
         **os.environ,
         "THREADLINE_DATABASE_URL": database_url,
