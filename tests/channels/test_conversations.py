@@ -34,7 +34,7 @@ from tests.runs.conftest import running_worker as runs_worker
 from tests.runs.conftest import until
 from tests.runs.scripted import Step
 from threadline.channels import outbox
-from threadline.channels.outbox import DELIVER_KIND
+from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND
 from threadline.config import Settings
 from threadline.jobs.worker import Worker
 from threadline.metrics import Metrics
@@ -47,7 +47,7 @@ STATUS_CHANGES = ("status",)
 
 def running_worker(sessionmaker: Any, settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
     """A worker for runs and sends, with metrics."""
-    kinds = ("runs.execute", DELIVER_KIND)
+    kinds = ("runs.execute", DELIVER_KIND, RECEIPT_KIND)
     return runs_worker(sessionmaker, settings, kinds=kinds, backoff_cap_s=0.2, metrics=Metrics())
 
 
@@ -106,9 +106,9 @@ async def status_history(sessionmaker: Any, tenant: Tenant, message_id: str) -> 
     ]
 
 
-async def jobs_of(sessionmaker: Any, tenant: Tenant) -> list[Job]:
+async def jobs_of(sessionmaker: Any, tenant: Tenant, kind: str = DELIVER_KIND) -> list[Job]:
     async with sessionmaker() as s:
-        stmt = select(Job).where(Job.kind == DELIVER_KIND, Job.workspace_id == tenant.workspace_id).order_by(Job.id)
+        stmt = select(Job).where(Job.kind == kind, Job.workspace_id == tenant.workspace_id).order_by(Job.id)
         return list((await s.execute(stmt)).scalars())
 
 
@@ -237,7 +237,7 @@ async def test_an_sms_conversation_end_to_end(
     assert altur_messages[1]["read"] is True
 
 
-async def test_an_operator_message_on_an_sms_thread_is_sent_and_a_thread_sends_in_order(
+async def test_an_operator_message_on_an_textedis_sent_and_a_thread_sends_in_order(
     api: httpx.AsyncClient,
     twilio_side: httpx.AsyncClient,  # noqa: F811
     twilio: TwilioStandIn,  # noqa: F811
@@ -550,3 +550,39 @@ async def test_a_long_whatsapp_text_goes_as_messages_of_4096_characters_at_most(
     bodies = [m["text"]["body"] for m in whatsapp.messages]
     assert len(bodies) == 2 and all(len(b) <= 4096 for b in bodies)
     assert "\n\n".join(bodies) == text
+
+
+async def test_marking_an_end_users_whatsapp_messages_read_sends_one_read_receipt(
+    api: httpx.AsyncClient,
+    meta_side: httpx.AsyncClient,  # noqa: F811
+    whatsapp: WhatsAppStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,  # noqa: F811
+    twilio: TwilioStandIn,  # noqa: F811
+    sender: Worker,
+    sessionmaker: Any,
+    tenant: Tenant,
+) -> None:
+    line, thread = await whatsapp_thread(api, meta_side, whatsapp)
+    second = wa.wa_message("text", {"body": "are you there?"})
+    assert (await wa.post_signed(meta_side, line, line.notification(second))).status_code == 200
+    await api.post(f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "content": "Yes!"})
+    await reached(api, thread["id"], 2, "SENT")
+
+    r = await api.post(f"/v1/threads/{thread['id']}/read", json={})
+    assert r.status_code == 200, r.text
+
+    async def receipt_sent() -> bool:
+        return whatsapp.read_receipts == [second["id"]]  # the newest of theirs; WhatsApp ticks the earlier ones
+
+    await until(receipt_sent)
+    # Marked read again: nothing new to tell WhatsApp.
+    assert (await api.post(f"/v1/threads/{thread['id']}/read", json={})).status_code == 200
+    # An SMS thread has no read receipts: marking it read calls no provider.
+    _, texted = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
+    assert (await api.post(f"/v1/threads/{texted['id']}/read", json={})).status_code == 200
+
+    async def receipt_done() -> bool:
+        return [j.state for j in await jobs_of(sessionmaker, tenant, RECEIPT_KIND)] == ["succeeded"]
+
+    await until(receipt_done)  # one job, however often the thread was marked read
+    assert whatsapp.read_receipts == [second["id"]] and twilio.requests == []

@@ -143,6 +143,7 @@ class WhatsAppStandIn(HTTPStandIn):
         self.business_account_id = business_account_id
         self.templates = templates
         self._sent: dict[str, dict[str, Any]] = {}
+        self.read_receipts: list[str] = []  # the wamids marked read, in order
 
     def __enter__(self) -> WhatsAppStandIn:
         self.start()
@@ -213,6 +214,13 @@ class WhatsAppStandIn(HTTPStandIn):
             return GraphError.invalid_parameter("The request body is not valid JSON.").reply()
         if body.get("messaging_product") != "whatsapp":
             return GraphError(400, 100, "(#100) The parameter messaging_product is required.").reply()
+        if "status" in body:  # a read receipt for an incoming message
+            message_id = body.get("message_id")
+            if body["status"] != "read" or not isinstance(message_id, str) or not message_id:
+                return GraphError.invalid_parameter("Param status must be read, with a message_id").reply()
+            with self._lock:
+                self.read_receipts.append(message_id)
+            return Reply(200, {"success": True}, accept.headers, accept.delay_s)
         to = body.get("to")
         if not isinstance(to, str) or not to:
             return GraphError(400, 100, "(#100) The parameter to is required.").reply()

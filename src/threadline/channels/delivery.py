@@ -38,7 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels import ChannelError, SentMessage
-from threadline.channels.outbox import DELIVER_KIND, DELIVERED_CHANNELS, dedupe_key
+from threadline.channels.outbox import DELIVER_KIND, DELIVERED_CHANNELS, RECEIPT_KIND, dedupe_key
 from threadline.channels.twilio.client import TwilioClient
 from threadline.channels.twilio.inbound import MESSAGE_TAG
 from threadline.channels.whatsapp.client import MessageKind, ReplyButton, Template, WhatsAppClient
@@ -128,6 +128,33 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
         price_currency=sent.price_currency,
     )
     await _record(ctx.session, outgoing, S.SENT, fields)
+
+
+@task(RECEIPT_KIND, pool=OUTBOUND_POOL)
+async def read_receipt(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """WhatsApp's read receipt for an end user's message (``messages.service.mark_read``). Transient failures
+    are retried like sends; anything else is logged and dropped: a missing blue tick is not worth more."""
+    if ctx.sessionmaker is None:
+        raise RuntimeError("channels.read_receipt needs the worker's sessionmaker")
+    settings = ctx.settings or Settings()
+    async with ctx.sessionmaker() as session:
+        message = await session.get(Message, int(payload["message_id"]))
+        if message is None or message.external_id is None or message.integration_id is None:
+            return
+        try:
+            credentials = await channel_credentials(
+                session, workspace_id=message.workspace_id, integration_id=message.integration_id, settings=settings
+            )
+        except (NotFound, SecretDecryptionError):
+            return
+    if credentials.type is not ChannelType.WHATSAPP or not credentials.enabled:
+        return
+    try:
+        await _whatsapp(credentials, settings).mark_read(message.external_id)
+    except ChannelError as error:
+        if error.retryable and ctx.attempt < ctx.max_attempts:
+            raise SendFailed(error) from None
+        log.warning("channels.read_receipt_failed", message_id=str(message.public_id), code=error.code)
 
 
 class _Wait:
@@ -288,17 +315,21 @@ async def send(outgoing: Outgoing, credentials: ChannelCredentials, settings: Se
             status_callback=callback,
             media_url=outgoing.media_url if outgoing.type is not MessageType.TEXT else None,
         )
+    whatsapp = _whatsapp(credentials, settings)
+    kind, arguments = whatsapp_content(outgoing)
+    return await whatsapp.send(to=outgoing.to, kind=kind, callback_data=outgoing.public_id, **arguments)
+
+
+def _whatsapp(credentials: ChannelCredentials, settings: Settings) -> WhatsAppClient:
     config = credentials.settings
-    whatsapp = WhatsAppClient(
+    return WhatsAppClient(
         str(config["api_base_url"]),
         str(config["api_version"]),
         str(config["phone_number_id"]),
         credentials.secrets.get("access_token", ""),
-        timeout_s=timeout_s,
-        allow_private=allow_private,
+        timeout_s=settings.channel_send_timeout_s,
+        allow_private=settings.channel_allow_private_urls,
     )
-    kind, arguments = whatsapp_content(outgoing)
-    return await whatsapp.send(to=outgoing.to, kind=kind, callback_data=outgoing.public_id, **arguments)
 
 
 def _blocks(outgoing: Outgoing, type_: str) -> list[dict[str, Any]]:

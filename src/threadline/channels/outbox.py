@@ -21,9 +21,10 @@ from threadline.jobs import service as jobs
 from threadline.models import Message
 from threadline.models.enums import ChannelType, MessageType
 
-__all__ = ["DELIVER_KIND", "configure", "dedupe_key", "enqueue", "parts"]
+__all__ = ["DELIVER_KIND", "RECEIPT_KIND", "configure", "dedupe_key", "enqueue", "enqueue_read_receipt", "parts"]
 
 DELIVER_KIND: Final = "channels.deliver"
+RECEIPT_KIND: Final = "channels.read_receipt"
 DELIVERED_CHANNELS: Final = frozenset({ChannelType.SMS, ChannelType.WHATSAPP})
 
 _defaults: dict[str, int] = {"max_attempts": 6}
@@ -59,4 +60,17 @@ async def enqueue(session: AsyncSession, message: Message) -> None:
         workspace_id=message.workspace_id,
         max_attempts=_defaults["max_attempts"],
         dedupe_key=dedupe_key(message.id),
+    )
+
+
+async def enqueue_read_receipt(session: AsyncSession, *, workspace_id: int, message_id: int) -> None:
+    """Add the job that tells WhatsApp the end user's message ``message_id`` (and so every earlier one)
+    was read. One per message, however often it is marked read."""
+    await jobs.enqueue(
+        session,
+        kind=RECEIPT_KIND,
+        payload={"message_id": message_id},
+        workspace_id=workspace_id,
+        max_attempts=_defaults["max_attempts"],
+        dedupe_key=f"read:{message_id}",
     )

@@ -11,7 +11,7 @@ from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import AgentVersion, Integration, Message, Thread, User
-from threadline.models.enums import Direction, MessageStatus, MessageType, Role
+from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role
 
 _COLUMNS = tuple(Message.__table__.c)
 _ALL_ROLES = frozenset(Role)
@@ -185,6 +185,11 @@ class MessageRepository(WorkspaceRepository):
             stmt = stmt.where(Message.public_id.in_(public_ids))
         rows = (await self.session.execute(stmt)).all()
         return sorted(rows, key=lambda r: r.seq)
+
+    async def channel_of(self, integration_id: int) -> ChannelType | None:
+        """The type of integration ``integration_id`` (None if it is gone)."""
+        found = await self.session.scalar(select(Integration.type).where(Integration.id == integration_id))
+        return ChannelType(found) if found is not None else None
 
     async def transition(
         self,

@@ -343,7 +343,8 @@ async def update_message(
 async def mark_read(
     session: AsyncSession, *, workspace_id: int, thread_id: str, data: MarkRead
 ) -> tuple[int, datetime]:
-    """Mark messages of a thread read: the ids given, all up to one, or all. Returns (count, time)."""
+    """Mark messages of a thread read: the ids given, all up to one, or all. Returns (count, time). On a
+    WhatsApp thread the newest of the end user's messages marked read gets a read receipt (a job)."""
     thread_key = await _thread_key(session, workspace_id, thread_id)
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
@@ -362,4 +363,8 @@ async def mark_read(
     else:
         changed = await repo.mark_read(thread_key, at=now)
     await _record(session, workspace_id, parse_uuid(thread_id), changed, EventType.MESSAGE_UPDATED, ["read_at"])
+    # On WhatsApp the end user sees it: a read receipt for the newest of their messages marked read now.
+    theirs = [m for m in changed if m.direction is Direction.INBOUND and m.external_id and m.integration_id]
+    if theirs and await repo.channel_of(theirs[-1].integration_id) is ChannelType.WHATSAPP:
+        await outbox.enqueue_read_receipt(session, workspace_id=workspace_id, message_id=theirs[-1].id)
     return len(changed), now

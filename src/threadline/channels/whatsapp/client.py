@@ -141,6 +141,19 @@ class WhatsAppClient(ProviderClient):
             return self._sent(response, to)
         raise self._error(response)
 
+    async def mark_read(self, message_id: str) -> None:
+        """Tell WhatsApp the end user's message ``message_id`` (a wamid) was read: the sender sees blue ticks
+        on it and on every earlier message. Raises ``ChannelError``."""
+        body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        path = f"/{quote(self.api_version, safe='.')}/{quote(self.phone_number_id, safe='')}/messages"
+        response = await self._post(
+            path,
+            content=json.dumps(body).encode(),
+            headers={"authorization": self._authorization, "content-type": "application/json"},
+        )
+        if not 200 <= response.status_code < 300:
+            raise self._error(response)
+
     def _sent(self, response: httpx.Response, to: str) -> SentMessage:
         answer = self._json(response)
         message = first(answer.get("messages")) if isinstance(answer, dict) else {}
