@@ -92,9 +92,10 @@ class IntegrationRepository(WorkspaceRepository):
         return integration
 
     async def lock_workspace(self) -> None:
-        """Lock the workspace's row until the transaction ends (FOR UPDATE on PostgreSQL; SQLite runs one
-        writer at a time already)."""
-        stmt = select(Workspace.id).where(Workspace.id == self.workspace_id).with_for_update()
+        """Lock the workspace's row until the transaction ends (FOR NO KEY UPDATE on PostgreSQL, which two
+        callers cannot both hold, but which leaves alone the foreign-key checks of every row written in the
+        workspace; SQLite runs one writer at a time already)."""
+        stmt = select(Workspace.id).where(Workspace.id == self.workspace_id).with_for_update(key_share=True)
         await self.session.execute(stmt)
 
 

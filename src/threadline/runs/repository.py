@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import case, literal, update
 
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
@@ -20,6 +23,26 @@ class RunRepository(WorkspaceRepository):
         runs = list((await self.session.execute(stmt)).scalars())
         queued = next((r for r in runs if r.status is RunStatus.QUEUED), None)
         return queued, any(r.status is RunStatus.RUNNING for r in runs)
+
+    async def join_queued(self, run_id: int, *, input_seq: int, run_at: datetime, now: datetime) -> Run | None:
+        """Have the queued run ``run_id`` also answer up to ``input_seq``, starting no earlier than ``run_at``;
+        the run as it is now, or None when it is no longer queued (a worker claimed it since it was read:
+        its history is read already, so what it answers cannot grow).
+
+        One guarded UPDATE: on PostgreSQL it waits for a claim in progress and then sees the claim's outcome."""
+        stmt = (
+            update(Run)
+            .where(Run.id == run_id, Run.workspace_id == self.workspace_id, Run.status == RunStatus.QUEUED)
+            .values(
+                input_seq=case((Run.input_seq < input_seq, input_seq), else_=Run.input_seq),
+                run_at=case((Run.run_at < run_at, literal(run_at, Run.run_at.type)), else_=Run.run_at),
+                updated_at=now,
+            )
+            .returning(Run)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        run: Run | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return run
 
     async def replies(self, run_id: int) -> list[Message]:
         stmt = self.scoped(Message).where(Message.run_id == run_id, Message.role != "hidden").order_by(Message.seq)

@@ -251,13 +251,20 @@ class Runtime:
                     attempts=Run.attempts + 1,
                     updated_at=now,
                 )
-                .returning(Run.attempts, Run.started_at)
+                # input_seq as the claim found it: a message that joined the run after it was read above
+                # (runs.service.request_run) is answered too; none can join once it is running.
+                .returning(Run.attempts, Run.started_at, Run.input_seq)
                 .execution_options(synchronize_session=False)
             )
         ).one_or_none()
         if claimed is None:
             raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running")
-        for name, value in (("status", RunStatus.RUNNING), ("attempts", claimed[0]), ("started_at", claimed[1])):
+        for name, value in (
+            ("status", RunStatus.RUNNING),
+            ("attempts", claimed[0]),
+            ("started_at", claimed[1]),
+            ("input_seq", claimed[2]),
+        ):
             set_committed_value(run, name, value)
         if version is None:
             raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)

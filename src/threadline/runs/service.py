@@ -89,15 +89,15 @@ async def request_run(
     run_at = now + timedelta(seconds=debounce_s)
     queued, running = await repo.open_for_thread(thread_id)
     if queued is not None:
-        queued.input_seq = max(queued.input_seq, message_seq)
-        if run_at > queued.run_at:
-            queued.run_at = run_at
-            if queued.job_id is not None:
-                await JobRepository(session).postpone(job_id=queued.job_id, run_at=run_at, now=now)
-        queued.updated_at = now
-        await session.flush()
-        session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = queued
-        return queued
+        joined = await repo.join_queued(queued.id, input_seq=message_seq, run_at=run_at, now=now)
+        if joined is not None:
+            if joined.run_at == run_at and joined.job_id is not None:  # the debounce window slid
+                await JobRepository(session).postpone(job_id=joined.job_id, run_at=run_at, now=now)
+            session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = joined
+            return joined
+        # A worker claimed it meanwhile (runs are claimed without the thread's lock): it is running, and this
+        # message needs a run of its own, queued behind it.
+        running = True
     # The job first (it names the run by its public id), so the run is one INSERT with its job id.
     public_id = uuid7()
     job = await enqueue(

@@ -49,12 +49,18 @@ class ThreadRepository(WorkspaceRepository):
         return key
 
     async def lock_end_user(self, end_user_id: str) -> EndUser | None:
-        """The end user, its row locked until the transaction ends (SELECT ... FOR UPDATE on PostgreSQL;
-        SQLite runs one writer at a time already): what serializes opening a thread for one end user."""
+        """The end user, its row locked until the transaction ends (SELECT ... FOR NO KEY UPDATE on
+        PostgreSQL; SQLite runs one writer at a time already): what serializes opening a thread for one end
+        user, since two such locks on one row conflict.
+
+        Not FOR UPDATE: that lock also blocks the foreign-key checks of the end user's threads (FOR KEY
+        SHARE), which PostgreSQL runs when a transaction updates a thread row a second time. A run finishing
+        holds its thread and updates it twice (the reply's message number, then its flow state) while an
+        inbound message holding the end user waits for that thread: with FOR UPDATE, a deadlock."""
         uid = parse_uuid(end_user_id)
         if uid is None:
             return None
-        stmt = self.scoped(EndUser).where(EndUser.public_id == uid).with_for_update()
+        stmt = self.scoped(EndUser).where(EndUser.public_id == uid).with_for_update(key_share=True)
         end_user: EndUser | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return end_user
 
