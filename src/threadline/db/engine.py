@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,24 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def _use_wal(cursor: Any, within_s: float) -> None:
+    """Put the database in WAL mode (it stays so, in the file). A new database's switch needs a lock for
+    which SQLite may answer "database is locked" at once, busy_timeout or not, while another process
+    (starting at the same time) holds it: tried again until ``within_s``."""
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # sqlite3.OperationalError, through the async driver's adapter
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
     in_memory = not url.database or url.database == ":memory:"
     if not in_memory:
@@ -49,7 +68,7 @@ def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         # busy_timeout first: switching a new database to WAL takes a lock another process may hold.
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor, busy_timeout / 1000)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
