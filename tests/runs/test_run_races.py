@@ -1,7 +1,8 @@
 """Races that only PostgreSQL lets happen (SQLite runs one writer at a time), each staged step by step with
-two sessions: the second waits on the first's row lock, the first commits, and what the second did then
-is checked. Found by bench/channels.py under load: replies lost to a run claimed while a message joined
-it, and a deadlock between an inbound message and a run finishing on the same end user's thread."""
+two sessions: the second waits on the first's row lock (or reads between two statements of the first),
+the first commits, and what the second did then is checked. Found by bench/channels.py under load:
+replies lost to a run claimed while a message joined it, a deadlock between an inbound message and a run
+finishing on the same end user's thread, and a delivery report lost to the send job's commit."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import Tenant
 from tests.factories import create_agent, create_thread
+from tests.integrations.helpers import create_integration, sms_body
+from threadline.channels import outbox
 from threadline.kit.clock import utcnow
+from threadline.messages import lifecycle
 from threadline.messages.service import NewMessage, append_message
-from threadline.models import Run, RunStatus, Thread
-from threadline.models.enums import Role
+from threadline.models import Job, Message, Run, RunStatus, Thread
+from threadline.models.enums import MessageStatus, Role
 from threadline.threads.repository import ThreadRepository
 
 pytestmark = pytest.mark.postgres_only
@@ -104,3 +108,41 @@ async def test_an_end_user_held_for_an_inbound_message_does_not_block_a_run_fini
                 await ThreadRepository(other, tenant.workspace_id).lock_end_user(thread["end_user_id"])
     async with sessionmaker() as s:
         assert await s.scalar(select(func.count()).where(Thread.public_id == uid, Thread.flow_state.is_not(None)))
+
+
+async def test_a_report_that_races_the_send_jobs_commit_still_finds_its_message(
+    api: httpx.AsyncClient, sessionmaker: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration = await create_integration(api, sms_body())
+    thread = await create_thread(api, integration_id=integration["id"])
+    async with sessionmaker() as s, s.begin():
+        new = NewMessage(role=Role.ASSISTANT, content="Your order shipped.")
+        message = await append_message(s, workspace_id=tenant.workspace_id, thread_id=thread["id"], new=new)
+        await s.execute(delete(Job).where(Job.dedupe_key == outbox.dedupe_key(message.id)))  # no send here
+    sid = "SM" + uuid.uuid4().hex
+
+    # Twilio reports delivery the moment it took the message: the report's lookup by sid finds nothing yet,
+    # and the send job commits SENT with that sid before the report looks the message up by its tag.
+    looked_up = lifecycle._tagged
+
+    async def tagged_after_the_send_committed(*args: Any) -> Any:
+        async with sessionmaker() as job, job.begin():
+            await job.execute(
+                update(Message).where(Message.id == message.id).values(status=MessageStatus.SENT, external_id=sid)
+            )
+        return await looked_up(*args)
+
+    monkeypatch.setattr(lifecycle, "_tagged", tagged_after_the_send_committed)
+    async with sessionmaker() as report, report.begin():
+        integration_key = await report.scalar(select(Message.integration_id).where(Message.id == message.id))
+        moved = await lifecycle.advance_by_external_id(
+            report,
+            integration_id=integration_key,
+            external_id=sid,
+            to=MessageStatus.DELIVERED,
+            at=utcnow(),
+            tag=str(message.public_id),
+        )
+    assert moved is not None and moved.moved
+    shown = (await api.get(f"/v1/threads/{thread['id']}/messages/{message.public_id}")).json()
+    assert (shown["status"], shown["external_id"]) == ("DELIVERED", sid)

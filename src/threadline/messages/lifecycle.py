@@ -66,7 +66,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import NotFound
@@ -204,7 +204,7 @@ async def advance_by_external_id(
     )
     message = (await session.execute(stmt)).scalar_one_or_none()
     if message is None and tag is not None:
-        message = await _tagged(session, integration_id, tag)
+        message = await _tagged(session, integration_id, tag, external_id)
         if message is not None and message.external_id is None:
             provider = replace(provider or ProviderFields(), external_id=external_id)
     if message is None:
@@ -212,8 +212,10 @@ async def advance_by_external_id(
     return await _apply(session, message, to, at, provider)
 
 
-async def _tagged(session: AsyncSession, integration_id: int, tag: str) -> Message | None:
-    """The outbound message of the integration whose public id is ``tag`` and that has no provider id yet."""
+async def _tagged(session: AsyncSession, integration_id: int, tag: str, external_id: str) -> Message | None:
+    """The outbound message of the integration whose public id is ``tag``, with no provider id yet or with
+    ``external_id``: the send job may have recorded it between the lookup by provider id and this one (a
+    report that comes as soon as the provider took the message races the job's commit)."""
     try:
         public_id = uuid.UUID(tag)
     except ValueError:
@@ -224,7 +226,7 @@ async def _tagged(session: AsyncSession, integration_id: int, tag: str) -> Messa
             Message.integration_id == integration_id,
             Message.public_id == public_id,
             Message.direction == Direction.OUTBOUND,
-            Message.external_id.is_(None),
+            or_(Message.external_id.is_(None), Message.external_id == external_id),
         )
         .execution_options(populate_existing=True)
     )
