@@ -8,13 +8,14 @@ per provider message, sent in order), forged and duplicate callbacks."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import threadline.channels.delivery  # noqa: F401 - registers channels.deliver
 from tests.channels import test_twilio_inbound as sms
@@ -37,6 +38,7 @@ from threadline.channels import outbox
 from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND
 from threadline.config import Settings
 from threadline.jobs.worker import Worker
+from threadline.kit.clock import utcnow
 from threadline.metrics import Metrics
 from threadline.models import Event, Job
 from threadline.workspaces.bootstrap import DEMO_FLOW
@@ -586,3 +588,80 @@ async def test_marking_an_end_users_whatsapp_messages_read_sends_one_read_receip
 
     await until(receipt_done)  # one job, however often the thread was marked read
     assert whatsapp.read_receipts == [second["id"]] and twilio.requests == []
+
+
+async def test_a_human_taking_over_holds_the_agents_queued_messages_but_not_the_operators(
+    api: httpx.AsyncClient,
+    twilio_side: httpx.AsyncClient,  # noqa: F811
+    twilio: TwilioStandIn,  # noqa: F811
+    sessionmaker: Any,
+    settings: Settings,
+    tenant: Tenant,
+) -> None:
+    _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
+    r = await api.post("/v1/users", json={"email": "sam@example.com", "first_name": "Sam"})
+    user_id = r.json()["id"]
+    # No worker yet: both wait in the queue, the agent's words and an operator's.
+    agents = await api.post(f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "content": "AI says"})
+    operators = await api.post(
+        f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "user_id": user_id, "content": "Sam here"}
+    )
+    assert agents.json()["status"] == operators.json()["status"] == "QUEUED"
+
+    r = await api.patch(f"/v1/threads/{thread['id']}", json={"active": False})
+    assert r.status_code == 200, r.text
+    held = await message_at(api, thread["id"], 1)
+    assert (held["status"], held["error_code"]) == ("FAILED", "human_handoff")
+    assert await status_history(sessionmaker, tenant, held["id"]) == ["QUEUED", "FAILED"]
+
+    async with running_worker(sessionmaker, channel_settings(settings)):
+        await reached(api, thread["id"], 2, "SENT")
+    assert [request.form["Body"] for request in twilio.requests] == ["Sam here"]
+
+
+async def test_the_agents_own_handoff_message_goes_out(
+    api: httpx.AsyncClient,
+    twilio_side: httpx.AsyncClient,  # noqa: F811
+    twilio: TwilioStandIn,  # noqa: F811
+    sender: Worker,
+) -> None:
+    version = {"mode": "FLOW", "provider": "flow", "flow": DEMO_FLOW, "settings": {"debounce_s": 0}}
+    # The handoff message meets a busy Twilio once: retried after the thread went to a human, it still goes.
+    twilio.script(Accept(), Accept(), TwilioError.unavailable(retry_after=0))
+    line, thread = await sms_thread(api, twilio_side, twilio, await create_agent(api, name="Demo", version=version))
+    await reached(api, thread["id"], 1, "SENT")  # the greeting with its choices
+    for index, text in ((3, "Talk to sales"), (5, "Ada Lovelace")):
+        r = await sms.post_signed(twilio_side, line.sms_path, line.sms(body=text), line.auth_token)
+        assert r.status_code == 200, r.text
+        await reached(api, thread["id"], index, "SENT")
+
+    bodies = [request.form["Body"] for request in twilio.requests]
+    assert len(bodies) == 4 and bodies[-1] == bodies[-2]
+    assert bodies[-1].startswith("Thanks, Ada Lovelace! I'm passing you to our sales team")
+    assert (await api.get(f"/v1/threads/{thread['id']}")).json()["active"] is False
+
+
+async def test_an_agent_message_waiting_to_be_tried_again_is_held_when_a_human_takes_over(
+    api: httpx.AsyncClient,
+    twilio_side: httpx.AsyncClient,  # noqa: F811
+    twilio: TwilioStandIn,  # noqa: F811
+    sessionmaker: Any,
+    settings: Settings,
+    tenant: Tenant,
+) -> None:
+    _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
+    twilio.script(TwilioError.unavailable(retry_after=60))  # busy: try again in a minute
+    kinds = ("runs.execute", DELIVER_KIND)
+    async with runs_worker(sessionmaker, channel_settings(settings), kinds=kinds, backoff_cap_s=60):
+        await api.post(f"/v1/threads/{thread['id']}/messages", json={"role": "assistant", "content": "AI says"})
+        await until(lambda: asyncio.sleep(0, len(twilio.requests) == 1))
+        (job,) = await jobs_of(sessionmaker, tenant)
+        assert (await message_at(api, thread["id"], 1))["status"] == "SENDING"
+
+        # A human takes over during the wait; the job's next attempt comes, and does not send.
+        assert (await api.patch(f"/v1/threads/{thread['id']}", json={"active": False})).status_code == 200
+        async with sessionmaker() as s, s.begin():
+            await s.execute(update(Job).where(Job.id == job.id).values(run_at=utcnow()))
+        held = await reached(api, thread["id"], 1, "FAILED")
+    assert held["error_code"] == "human_handoff"
+    assert len(twilio.requests) == 1

@@ -29,6 +29,7 @@ message SENDING; the job's next attempt sends it again (at least once, in that o
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -38,20 +39,28 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels import ChannelError, SentMessage
-from threadline.channels.outbox import DELIVER_KIND, DELIVERED_CHANNELS, RECEIPT_KIND, dedupe_key
+from threadline.channels.outbox import (
+    DELIVER_KIND,
+    DELIVERED_CHANNELS,
+    HELD_CODE,
+    HELD_MESSAGE,
+    RECEIPT_KIND,
+    dedupe_key,
+)
 from threadline.channels.twilio.client import TwilioClient
 from threadline.channels.twilio.inbound import MESSAGE_TAG
 from threadline.channels.whatsapp.client import MessageKind, ReplyButton, Template, WhatsAppClient
 from threadline.config import Settings
 from threadline.errors import NotFound
+from threadline.events.types import EventType
 from threadline.integrations.service import ChannelCredentials, channel_credentials
 from threadline.jobs import service as jobs
 from threadline.jobs.registry import OUTBOUND_POOL, JobContext, Reschedule, task
 from threadline.kit.clock import utcnow
 from threadline.kit.secrets import SecretDecryptionError
 from threadline.messages import lifecycle
-from threadline.models import EndUser, Job, Message, Thread
-from threadline.models.enums import ChannelType, Direction, JobState, MessageStatus, MessageType
+from threadline.models import EndUser, Event, Job, Message, Thread
+from threadline.models.enums import ChannelType, Direction, JobState, MessageStatus, MessageType, SentBy
 
 log = structlog.get_logger(__name__)
 
@@ -166,7 +175,7 @@ async def _prepare(
 ) -> tuple[Outgoing, ChannelCredentials] | _Wait | None:
     row = (
         await session.execute(
-            select(Message, EndUser.address, Thread.integration_id)
+            select(Message, EndUser.address, Thread.integration_id, Thread.active, Thread.public_id)
             .join(Thread, Thread.id == Message.thread_id)
             .join(EndUser, EndUser.id == Thread.end_user_id)
             .where(Message.id == message_id)
@@ -174,8 +183,15 @@ async def _prepare(
     ).one_or_none()
     if row is None:
         return None  # deleted with its thread
-    message, address, thread_integration = row
+    message, address, thread_integration, thread_active, thread_uid = row
     if message.status not in (S.QUEUED, S.SENDING):
+        return None
+    if message.sent_by is SentBy.AGENT and not thread_active and await _taken_over(session, thread_uid):
+        # The handoff found it on its way (SENDING, waiting to try again): the agent's words stop here too.
+        fields = lifecycle.ProviderFields(error_code=HELD_CODE, error_message=HELD_MESSAGE)
+        await lifecycle.advance(
+            session, workspace_id=message.workspace_id, message_id=message.id, to=S.FAILED, at=utcnow(), provider=fields
+        )
         return None
     if await _earlier_pending(session, message):
         return _Wait()
@@ -219,6 +235,17 @@ async def _prepare(
         session, workspace_id=outgoing.workspace_id, message_id=outgoing.id, to=S.SENDING, at=utcnow()
     )
     return outgoing, credentials
+
+
+async def _taken_over(session: AsyncSession, thread_uid: uuid.UUID) -> bool:
+    """Whether the thread's latest handoff was a human's (or the API's), not the agent's own."""
+    data = await session.scalar(
+        select(Event.data)
+        .where(Event.thread_id == thread_uid, Event.type == EventType.THREAD_HANDOFF_STARTED)
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    return not (isinstance(data, dict) and data.get("by") == "agent")
 
 
 async def _earlier_pending(session: AsyncSession, message: Message) -> bool:

@@ -21,11 +21,24 @@ from threadline.jobs import service as jobs
 from threadline.models import Message
 from threadline.models.enums import ChannelType, MessageType
 
-__all__ = ["DELIVER_KIND", "RECEIPT_KIND", "configure", "dedupe_key", "enqueue", "enqueue_read_receipt", "parts"]
+__all__ = [
+    "DELIVER_KIND",
+    "HELD_CODE",
+    "HELD_MESSAGE",
+    "RECEIPT_KIND",
+    "configure",
+    "dedupe_key",
+    "enqueue",
+    "enqueue_read_receipt",
+    "parts",
+]
 
 DELIVER_KIND: Final = "channels.deliver"
 RECEIPT_KIND: Final = "channels.read_receipt"
 DELIVERED_CHANNELS: Final = frozenset({ChannelType.SMS, ChannelType.WHATSAPP})
+# An agent's message that a human's taking over the thread stopped before it went out.
+HELD_CODE: Final = "human_handoff"
+HELD_MESSAGE: Final = "not sent: a human took over the thread before it went out"
 
 _defaults: dict[str, int] = {"max_attempts": 6}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import InvalidRequest, NotFound
@@ -12,7 +13,8 @@ from threadline.events.types import EventType
 from threadline.integrations import service as integrations
 from threadline.kit.clock import utcnow
 from threadline.kit.pagination import Page, PageRequest
-from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
+from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Tag, Thread, User
+from threadline.models.enums import MessageStatus, SentBy
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
 
@@ -175,7 +177,36 @@ async def update_thread(
                 },
                 thread_id=thread.public_id,
             )
+            if not thread.active and by != "agent":
+                await _hold_agent_messages(session, workspace_id, thread.id)
     return thread
+
+
+async def _hold_agent_messages(session: AsyncSession, workspace_id: int, thread_key: int) -> None:
+    """A human took the thread over: the agent's messages still waiting to go out on SMS or WhatsApp
+    (QUEUED, their send not started) never will. They end FAILED with ``human_handoff``, so the end user does
+    not get the agent's words after a human took over, as ``runs.runtime`` keeps a reply that comes after
+    the handoff. Not when the agent itself hands over: its last words (the handoff message, stored in the
+    same transaction) must go out."""
+    from threadline.channels import outbox
+    from threadline.messages import lifecycle
+
+    stmt = select(Message.id).where(
+        Message.workspace_id == workspace_id,
+        Message.thread_id == thread_key,
+        Message.status == MessageStatus.QUEUED,
+        Message.sent_by == SentBy.AGENT,
+    )
+    held = lifecycle.ProviderFields(error_code=outbox.HELD_CODE, error_message=outbox.HELD_MESSAGE)
+    for message_id in (await session.execute(stmt)).scalars():
+        await lifecycle.advance(
+            session,
+            workspace_id=workspace_id,
+            message_id=message_id,
+            to=MessageStatus.FAILED,
+            at=utcnow(),
+            provider=held,
+        )
 
 
 async def delete_thread(session: AsyncSession, *, workspace_id: int, thread_id: str) -> None:
