@@ -37,8 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -63,14 +67,15 @@ from twilio.request_validator import RequestValidator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import log, pct, private_database
-from tests.fakes.twilio_server import Accept, ReceivedRequest, TwilioStandIn
+from tests.fakes import whatsapp_server as wa
+from tests.fakes.twilio_server import Accept, Drop, ReceivedRequest, TwilioError, TwilioStandIn
 from tests.livesrv import free_port, live_server, server_log
 
 from threadline.api_keys.service import create_key
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
-from threadline.models import Integration, Job, Message, Run
+from threadline.models import EndUser, Integration, Job, Message, Run, Thread
 from threadline.models.enums import Direction, JobState, Scope
 from threadline.workspaces.service import create_workspace
 
@@ -111,25 +116,73 @@ class Replies:
     """The stand-in's answer to every send: it records the reply (when, to whom, what, which message) and
     accepts it. A waiter may ask for the reply with a given body and is woken from the stand-in's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, channel: str = "sms") -> None:
+        self.channel = channel
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Received]]] = {}
+        # --chaos: while ``chaos`` is on, a random ~20% of sends fail transiently and ~3% lose their
+        # connection; every attempt's fate is kept by message id, in order.
+        self.chaos = False
+        self.attempts: dict[str | None, list[str]] = {}
+        self.dropped_bodies: set[str] = set()  # replies whose send lost its connection: FAILED, by design
+        self._random = random.Random()
 
-    def __call__(self, request: ReceivedRequest) -> Accept:
+    def _parse(self, request: ReceivedRequest) -> Received | None:
         at = time.perf_counter()
-        form = request.form
-        callback = form.get("StatusCallback") or ""
-        tags = parse_qs(urlsplit(callback).query).get("message")
-        message_id = tags[0] if tags else None
-        got = Received(at, form.get("To", ""), form.get("Body", ""), message_id)
+        if self.channel == "sms":
+            form = request.form
+            callback = form.get("StatusCallback") or ""
+            tags = parse_qs(urlsplit(callback).query).get("message")
+            return Received(at, form.get("To", ""), form.get("Body", ""), tags[0] if tags else None)
+        body = request.json
+        if not isinstance(body, dict) or "status" in body:  # a read receipt, not a message of ours
+            return None
+        text = (body.get("text") or {}).get("body", "") if isinstance(body.get("text"), dict) else ""
+        to = "+" + str(body.get("to", "")).lstrip("+")
+        return Received(at, to, text, body.get("biz_opaque_callback_data"))
+
+    def _fate(self) -> str:
+        if not self.chaos:
+            return "accepted"
+        draw = self._random.random()
+        if draw < 0.03:
+            return "dropped"
+        if draw < 0.13:
+            return "unavailable"
+        if draw < 0.23:
+            return "rate_limited"
+        return "accepted"
+
+    def __call__(self, request: ReceivedRequest) -> Any:
+        got = self._parse(request)
+        if got is None:
+            return wa.Accept()
+        fate = self._fate()
         with self._lock:
-            self.received.append(got)
-            waiter = self._waiting.pop(got.body, None)
+            self.attempts.setdefault(got.message_id, []).append(fate)
+            if fate == "dropped":
+                self.dropped_bodies.add(got.body)
+            if fate == "accepted":
+                self.received.append(got)
+                waiter = self._waiting.pop(got.body, None)
+            else:
+                waiter = None
         if waiter is not None:
             loop, future = waiter
             loop.call_soon_threadsafe(_resolve, future, got)
-        return Accept()
+        sms = self.channel == "sms"
+        if fate == "dropped":
+            return Drop()
+        if fate == "unavailable":
+            return TwilioError.unavailable(retry_after=0) if sms else wa.GraphError.unavailable()
+        if fate == "rate_limited":
+            return TwilioError.rate_limited(retry_after=0) if sms else wa.GraphError.rate_limited(retry_after=0)
+        return Accept() if sms else wa.Accept()
+
+    def attempts_snapshot(self) -> dict[str | None, list[str]]:
+        with self._lock:
+            return {k: list(v) for k, v in self.attempts.items()}
 
     def expect(self, body: str) -> asyncio.Future[Received]:
         loop = asyncio.get_running_loop()
@@ -158,6 +211,7 @@ class Line:
     def __init__(self, base: str, integration_id: str, auth_token: str, account_sid: str) -> None:
         self.id = integration_id
         self.sms_url = f"{base}/channels/twilio/{integration_id}/sms"
+        self.url = self.sms_url
         self.validator = RequestValidator(auth_token)
         self.account_sid = account_sid
 
@@ -183,6 +237,69 @@ class Line:
 
     def signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
         return {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
+
+    def ok(self, r: httpx.Response) -> bool:
+        return r.status_code == 200 and r.text == EMPTY_TWIML
+
+    def status_report(self, provider: Any, sent: dict[str, Any], status: str) -> tuple[str, Any, dict[str, str]]:
+        """What Twilio POSTs to the message's StatusCallback when it moves to ``status``."""
+        url, params = provider.status_callback(sent["sid"], status)
+        assert url is not None, "a reply was sent without a StatusCallback"
+        return url, params, self.signed(url, params)
+
+
+class WhatsAppLine:
+    """The whatsapp integration as Meta knows it: where it posts notifications, and the app secret it signs
+    their raw bodies with (HMAC-SHA256, ``X-Hub-Signature-256``)."""
+
+    def __init__(self, base: str, integration_id: str, app_secret: str, whatsapp: wa.WhatsAppStandIn) -> None:
+        self.id = integration_id
+        self.url = f"{base}/channels/whatsapp/{integration_id}/webhook"
+        self.app_secret = app_secret
+        self.whatsapp = whatsapp
+
+    def notification(self, messages: list[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+        """One notification carrying ``messages`` (sender wa_id, text), each with its contact, signed."""
+        value: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": self.whatsapp.display_phone_number,
+                "phone_number_id": self.whatsapp.phone_number_id,
+            },
+            "contacts": [{"profile": {"name": f"Sender {frm[-4:]}"}, "wa_id": frm.lstrip("+")} for frm, _ in messages],
+            "messages": [
+                {
+                    "from": frm.lstrip("+"),
+                    "id": "wamid.HBgL" + secrets.token_urlsafe(30),
+                    "timestamp": str(int(time.time())),
+                    "type": "text",
+                    "text": {"body": text},
+                }
+                for frm, text in messages
+            ],
+        }
+        change = {"value": value, "field": "messages"}
+        entry = {"id": self.whatsapp.business_account_id, "changes": [change]}
+        return self.signed_body({"object": "whatsapp_business_account", "entry": [entry]})
+
+    def signed_body(self, document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(document).encode()
+        digest = hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        return body, {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"}
+
+    def inbound(self, frm: str, body: str) -> tuple[bytes, dict[str, str]]:
+        return self.notification([(frm, body)])
+
+    def ok(self, r: httpx.Response) -> bool:
+        return r.status_code == 200
+
+    def status_report(self, provider: Any, sent: dict[str, Any], status: str) -> tuple[str, Any, dict[str, str]]:
+        """The notification Meta POSTs when the message moves to ``status``."""
+        body, headers = self.signed_body(provider.status_notification(sent["id"], status))
+        return self.url, body, headers
+
+
+AnyLine = Line | WhatsAppLine
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -210,7 +327,7 @@ async def workspace(url: str) -> str:
     return key
 
 
-async def agent_and_line(base: str, key: str, twilio: TwilioStandIn) -> Line:
+async def agent_and_line(base: str, key: str, provider: Any) -> AnyLine:
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
         r = await api.post(
             "/v1/agents",
@@ -218,6 +335,29 @@ async def agent_and_line(base: str, key: str, twilio: TwilioStandIn) -> Line:
         )
         r.raise_for_status()
         agent = r.json()["id"]
+        if isinstance(provider, wa.WhatsAppStandIn):
+            app_secret = secrets.token_hex(16)
+            r = await api.post(
+                "/v1/integrations",
+                json={
+                    "type": "whatsapp",
+                    "name": "bench line",
+                    "agent_id": agent,
+                    "settings": {
+                        "phone_number_id": provider.phone_number_id,
+                        "business_account_id": provider.business_account_id,
+                        "api_base_url": provider.base_url,
+                    },
+                    "secrets": {
+                        "access_token": provider.access_token,
+                        "app_secret": app_secret,
+                        "verify_token": secrets.token_urlsafe(16),
+                    },
+                },
+            )
+            r.raise_for_status()
+            return WhatsAppLine(base, r.json()["id"], app_secret, provider)
+        twilio: TwilioStandIn = provider
         r = await api.post(
             "/v1/integrations",
             json={
@@ -334,14 +474,257 @@ class Store:
                 out.append(entry)
         return sorted(out, key=lambda e: (e["thread"], e["seq"]))
 
+    async def threads(self) -> dict[str, str]:
+        """The line's threads by their end user's address (``+digits``): public ids."""
+        stmt = (
+            select(EndUser.address, Thread.public_id)
+            .join(EndUser, EndUser.id == Thread.end_user_id)
+            .where(Thread.integration_id == self.integration)
+        )
+        async with self.maker() as s:
+            return {"+" + str(a).lstrip("+"): str(t) for a, t in (await s.execute(stmt)).all()}
+
+    async def inbound_counts(self, bodies: list[str]) -> Counter[str]:
+        stmt = select(Message.content).where(
+            Message.integration_id == self.integration,
+            Message.direction == Direction.INBOUND,
+            Message.content.in_(bodies),
+        )
+        async with self.maker() as s:
+            return Counter(str(c) for (c,) in (await s.execute(stmt)).all())
+
+    async def outbound(self) -> list[dict[str, Any]]:
+        """Every outbound message of the line: public id, thread, seq, role, status, content."""
+        stmt = select(
+            Message.public_id,
+            Message.thread_id,
+            Message.seq,
+            Message.role,
+            Message.status,
+            Message.content,
+            Message.created_at,
+        ).where(Message.integration_id == self.integration, Message.direction == Direction.OUTBOUND)
+        async with self.maker() as s:
+            rows = (await s.execute(stmt)).all()
+        return [
+            {"id": str(i), "thread": t, "seq": q, "role": str(r), "status": str(st), "content": c, "created": str(at)}
+            for i, t, q, r, st, c, at in rows
+        ]
+
+    async def dead_jobs(self) -> list[dict[str, Any]]:
+        async with self.maker() as s:
+            rows = (await s.execute(select(Job).where(Job.state == JobState.DEAD))).scalars().all()
+            return [{"id": j.id, "kind": j.kind, "last_error": str(getattr(j, "last_error", ""))[:300]} for j in rows]
+
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------- chaos
+
+LADDER = ("sent", "delivered", "read")
+RUNG_STATUS = {"sent": "SENT", "delivered": "DELIVERED", "read": "READ"}
+HANDOFF_SHARE = 0.1
+
+
+class Chaos:
+    """--chaos, during the throughput phase: the stand-in fails sends (``Replies.chaos``); a pump posts
+    each message's status reports, as soon as the stand-in took it, in a random order with duplicates, by
+    CONCURRENCY clients; and ~10% of threads are handed to an operator, who writes once and hands back."""
+
+    def __init__(self, base: str, key: str, line: AnyLine, provider: Any, replies: Replies) -> None:
+        self.base, self.key, self.line, self.provider, self.replies = base, key, line, provider, replies
+        self.rng = random.Random()
+        self.top: dict[str, str] = {}  # message public id -> the highest status reported
+        self.reports: asyncio.Queue[tuple[str, Any, dict[str, str]]] = asyncio.Queue()
+        self.report_errors = Counter[str]()
+        self.reports_posted = 0
+        self.handoffs: dict[str, dict[str, Any]] = {}  # thread public id -> to, off_at, on_at, errors
+        self.api_errors = Counter[str]()
+        self._seen: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self, threads: dict[str, str]) -> None:
+        async with httpx.AsyncClient(base_url=self.base, headers=self.auth, timeout=30) as api:
+            r = await api.post("/v1/users", json={"email": f"op-{uuid.uuid4().hex[:8]}@example.com"})
+            r.raise_for_status()
+            self.operator = r.json()["id"]
+        senders = [sender(2, i) for i in range(THROUGHPUT_SENDERS)]
+        chosen = self.rng.sample(senders, max(1, int(len(senders) * HANDOFF_SHARE)))
+        self.replies.chaos = True
+        self._client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=CONCURRENCY))
+        self._tasks = [asyncio.create_task(self._pump())]
+        self._tasks += [asyncio.create_task(self._post_reports()) for _ in range(CONCURRENCY)]
+        self._tasks += [asyncio.create_task(self._handoff(threads[to], to)) for to in chosen if to in threads]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def _public_id(self, sent: dict[str, Any]) -> str | None:
+        if isinstance(self.line, Line):
+            url = self.provider._callbacks.get(sent["sid"]) or ""
+            tags = parse_qs(urlsplit(url).query).get("message")
+            return tags[0] if tags else None
+        return sent.get("biz_opaque_callback_data")
+
+    def _queue_new(self) -> None:
+        for sent in self.provider.messages:
+            key = sent.get("sid") or sent.get("id")
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            public_id = self._public_id(sent)
+            rung = self.rng.choice((0, 1, 1, 2))
+            statuses = list(LADDER[: rung + 1])
+            statuses += [self.rng.choice(statuses) for _ in range(self.rng.randint(1, 2))]
+            self.rng.shuffle(statuses)
+            if public_id is not None:
+                self.top[public_id] = LADDER[rung]
+            for status in statuses:
+                self.reports.put_nowait(self.line.status_report(self.provider, sent, status))
+
+    async def _pump(self) -> None:
+        while not self._stopping.is_set():
+            self._queue_new()
+            await asyncio.sleep(0.05)
+        self._queue_new()
+
+    async def _post_reports(self) -> None:
+        while not (self._stopping.is_set() and self.reports.empty()):
+            try:
+                url, payload, headers = await asyncio.wait_for(self.reports.get(), 0.2)
+            except TimeoutError:
+                continue
+            try:
+                r = await post(self._client, url, payload, headers)
+            except httpx.TransportError as exc:
+                self.report_errors[type(exc).__name__] += 1
+                continue
+            self.reports_posted += 1
+            if r.status_code != 200:
+                self.report_errors[str(r.status_code)] += 1
+
+    async def _handoff(self, thread: str, to: str) -> None:
+        """PATCH active=false, an operator's message, PATCH active=true; the window is from the answer to
+        the first PATCH to the sending of the second."""
+        entry: dict[str, Any] = {"to": to}
+        self.handoffs[thread] = entry
+        await asyncio.sleep(self.rng.uniform(0.3, 2.5))
+        async with httpx.AsyncClient(base_url=self.base, headers=self.auth, timeout=30) as api:
+            r = await api.patch(f"/v1/threads/{thread}", json={"active": False})
+            entry["off_at"] = time.perf_counter()
+            entry["off_wall"] = str(datetime.now(UTC))
+            self._count(r, "handoff")
+            r = await api.post(
+                f"/v1/threads/{thread}/messages",
+                json={"role": "assistant", "user_id": self.operator, "content": f"operator on {to}"},
+            )
+            self._count(r, "operator message")
+            await asyncio.sleep(self.rng.uniform(0.3, 1.0))
+            entry["on_at"] = time.perf_counter()
+            entry["on_wall"] = str(datetime.now(UTC))
+            r = await api.patch(f"/v1/threads/{thread}", json={"active": True})
+            self._count(r, "hand back")
+
+    def _count(self, r: httpx.Response, what: str) -> None:
+        if r.status_code >= 300:
+            self.api_errors[f"{what} {r.status_code}"] += 1
+
+    async def stop(self) -> dict[str, Any]:
+        """Ends the failures, lets the handoffs finish and the last reports go out; what happened."""
+        await asyncio.gather(*self._tasks[1 + CONCURRENCY :])
+        self.replies.chaos = False
+        self._stopping.set()
+        await asyncio.gather(*self._tasks[: 1 + CONCURRENCY])
+        await self._client.aclose()
+        return {
+            "chaos_reports_posted": self.reports_posted,
+            "chaos_report_errors": dict(self.report_errors),
+            "chaos_api_errors": dict(self.api_errors),
+            "chaos_handoffs": len(self.handoffs),
+        }
+
+
+async def chaos_checks(chaos: Chaos, replies: Replies, store: Store) -> dict[str, Any]:
+    """The checks of --chaos, from the stand-in's record of attempts and the database."""
+    await asyncio.sleep(1.0)  # the last jobs' transactions commit after their sends
+    attempts = replies.attempts_snapshot()
+    outbound = await store.outbound()
+    delivered_roles = [m for m in outbound if m["role"] in ("assistant", "Role.ASSISTANT", "ASSISTANT")]
+    roles = Counter(m["role"] for m in outbound)
+    statuses = Counter((m["role"], m["status"]) for m in outbound)
+    sent_twice = [i for i, a in attempts.items() if a.count("accepted") > 1]
+    after_drop = [i for i, a in attempts.items() if "dropped" in a and a.index("dropped") < len(a) - 1]
+    dropped = {i for i, a in attempts.items() if "dropped" in a}
+    wrong_status = []
+    for m in delivered_roles:
+        a = attempts.get(m["id"], [])
+        if m["id"] in chaos.top:
+            want = RUNG_STATUS[chaos.top[m["id"]]]
+        elif "accepted" in a:
+            want = "SENT"
+        elif a:
+            want = "FAILED"
+        else:
+            continue  # never sent: reported below by status
+        if m["status"] != want:
+            wrong_status.append({**m, "want": want, "attempts": a})
+    # Per thread, the order the stand-in took our messages in must be their seq order.
+    seq_of = {m["id"]: (m["thread"], m["seq"]) for m in outbound}
+    last: dict[int, int] = {}
+    out_of_order = []
+    for got in replies.snapshot():
+        if got.message_id not in seq_of:
+            continue
+        thread, seq = seq_of[got.message_id]
+        if thread in last and last[thread] > seq:
+            out_of_order.append({"thread": thread, "earlier_seq": last[thread], "then_seq": seq, "id": got.message_id})
+        last[thread] = max(seq, last.get(thread, seq))
+    # No AI reply to a handed thread's end user between the handoff and the hand back.
+    during = []
+    for thread, h in chaos.handoffs.items():
+        if "off_at" not in h or "on_at" not in h:
+            continue
+        for got in replies.snapshot():
+            if got.to == h["to"] and got.body.startswith("ok ") and h["off_at"] < got.at < h["on_at"]:
+                stored = next((m for m in outbound if m["id"] == got.message_id), {})
+                during.append(
+                    {
+                        "thread": thread,
+                        "to": got.to,
+                        "body": got.body,
+                        "id": got.message_id,
+                        "created": stored.get("created"),
+                        "handoff": [h.get("off_wall"), h.get("on_wall")],
+                        "attempts": attempts.get(got.message_id),
+                        "ms_after_handoff": (got.at - h["off_at"]) * 1000,
+                    }
+                )
+    return {
+        "outbound_by_role_status": {f"{r}/{st}": n for (r, st), n in statuses.items()},
+        "outbound_roles": dict(roles),
+        "sends_attempted": sum(len(a) for a in attempts.values()),
+        "attempt_fates": dict(Counter(f for a in attempts.values() for f in a)),
+        "dropped": len(dropped),
+        "sent_twice": sent_twice,
+        "attempted_after_drop": after_drop,
+        "wrong_final_status": wrong_status[:20],
+        "wrong_final_status_count": len(wrong_status),
+        "wrong_final_status_by": dict(Counter(f"{m['status']} want {m['want']}" for m in wrong_status)),
+        "out_of_order": out_of_order[:20],
+        "out_of_order_count": len(out_of_order),
+        "ai_replies_during_handoff": during,
+        "dead_jobs": await store.dead_jobs(),
+        "open_jobs": await store.open_jobs(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- phases
 
 
-async def latency(base: str, line: Line, replies: Replies, k: int) -> dict[str, Any]:
+async def latency(base: str, line: AnyLine, replies: Replies, k: int) -> dict[str, Any]:
     """One inbound at a time; each waits for its own reply at the stand-in before the next goes."""
     webhook, to_reply, errors = [], [], Counter[str]()
     async with httpx.AsyncClient(base_url=base, timeout=30) as provider:
@@ -351,9 +734,9 @@ async def latency(base: str, line: Line, replies: Replies, k: int) -> dict[str, 
             params, headers = line.inbound(to, body)
             reply = replies.expect(f"ok {body}")
             started = time.perf_counter()
-            r = await provider.post(line.sms_url, data=params, headers=headers)
+            r = await post(provider, line.url, params, headers)
             answered = time.perf_counter()
-            if r.status_code != 200 or r.text != EMPTY_TWIML:
+            if not line.ok(r):
                 errors[f"{r.status_code}"] += 1
                 continue
             try:
@@ -370,11 +753,11 @@ async def latency(base: str, line: Line, replies: Replies, k: int) -> dict[str, 
 
 
 async def post_all(
-    ok: Callable[[httpx.Response], bool], items: list[tuple[str, dict[str, str], dict[str, str]]]
+    ok: Callable[[httpx.Response], bool], items: list[tuple[str, Any, dict[str, str]]]
 ) -> tuple[list[float], Counter[str], float]:
-    """POST every (url, form, headers) with CONCURRENCY clients on keep-alive connections; the latency of
-    each answered request, the failures by status or exception, and the seconds it took."""
-    queue: asyncio.Queue[tuple[str, dict[str, str], dict[str, str]]] = asyncio.Queue()
+    """POST every (url, form or raw body, headers) with CONCURRENCY clients on keep-alive connections; the
+    latency of each answered request, the failures by status or exception, and the seconds it took."""
+    queue: asyncio.Queue[tuple[str, Any, dict[str, str]]] = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
     times: list[float] = []
@@ -387,7 +770,7 @@ async def post_all(
                 url, params, headers = queue.get_nowait()
                 t0 = time.perf_counter()
                 try:
-                    r = await provider.post(url, data=params, headers=headers)
+                    r = await post(provider, url, params, headers)
                 except httpx.TransportError as exc:
                     errors[type(exc).__name__] += 1
                     continue
@@ -398,6 +781,13 @@ async def post_all(
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
         return times, errors, time.perf_counter() - started
+
+
+async def post(client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str]) -> httpx.Response:
+    """A form (Twilio) or a raw body (WhatsApp: signed over its exact bytes)."""
+    if isinstance(payload, bytes):
+        return await client.post(url, content=payload, headers=headers)
+    return await client.post(url, data=payload, headers=headers)
 
 
 def empty_twiml(r: httpx.Response) -> bool:
@@ -421,35 +811,46 @@ async def settle(replies: Replies, store: Store, target: int) -> None:
         await asyncio.sleep(0.02)
 
 
-async def throughput(line: Line, replies: Replies, store: Store, n: int) -> dict[str, Any]:
+async def throughput(
+    line: AnyLine, replies: Replies, store: Store, n: int, chaos: Chaos | None = None
+) -> dict[str, Any]:
     """First each of the 100 senders opens its conversation (one message each, answered, not timed: a new
     conversation's first run answers the messages that started it with one reply, docs/flows.md). Then N
     messages, round robin over the senders, 20 at a time; then the wait until every one is answered, and
-    the checks of what the stand-in got."""
-    openers = [line.inbound(sender(2, i), f"hello {i}") for i in range(THROUGHPUT_SENDERS)]
-    _, errors, _ = await post_all(empty_twiml, [(line.sms_url, p, h) for p, h in openers])
+    the checks of what the stand-in got. On WhatsApp one notification carries 1 to 3 messages of different
+    senders, and ~10% of notifications are delivered a second time later on. With ``chaos``, the provider
+    fails sends meanwhile, status reports go out for what it took, and some threads are handed over."""
+    openers = [(sender(2, i), f"hello {i}") for i in range(THROUGHPUT_SENDERS)]
+    _, errors, _ = await post_all(line.ok, webhooks(line, openers, redeliver=False)[0])
     await settle(replies, store, replies.count() + THROUGHPUT_SENDERS - sum(errors.values()))
 
-    signed = []
-    for i in range(n):
-        to, body = sender(2, i % THROUGHPUT_SENDERS), f"load {i}"
-        signed.append((to, body, *line.inbound(to, body)))
+    pairs = [(sender(2, i % THROUGHPUT_SENDERS), f"load {i}") for i in range(n)]
+    items, redelivered = webhooks(line, pairs, redeliver=True)
     before = replies.count()
     runs_before = sum((await store.runs()).values())
+    if chaos is not None:
+        await chaos.start(await store.threads())
     started = time.perf_counter()
-    times, errors, posting = await post_all(empty_twiml, [(line.sms_url, p, h) for _, _, p, h in signed])
+    times, errors, posting = await post_all(line.ok, items)
     posted = started + posting
     await settle(replies, store, before + n)
-    got = replies.snapshot()[before:]
+    chaotic = await chaos.stop() if chaos is not None else {}
+    got = [r for r in replies.snapshot()[before:] if r.body.startswith("ok ")]
     done = max((r.at for r in got), default=posted)
 
     # Every inbound answered once (the reply echoes its text), to its sender; no message id sent twice.
-    sent_by = {body: to for to, body, _, _ in signed}
+    sent_by = {body: to for to, body in pairs}
     echoed = Counter(r.body.removeprefix("ok ") for r in got)
     ids = Counter(r.message_id for r in got)
     await asyncio.sleep(0.5)  # the last runs' records commit just after their replies went out
     runs = sum((await store.runs()).values()) - runs_before
-    unanswered = await store.unanswered([body for body in sent_by if echoed[body] == 0])
+    handed = {chaos.handoffs[t]["to"] for t in chaos.handoffs} if chaos is not None else set()
+    # A message of a thread a human took over may rightly stay unanswered: no run starts meanwhile, and a
+    # run that was under way ends cancelled with its reply hidden.
+    lost = {b.removeprefix("ok ") for b in replies.dropped_bodies}
+    missing = [b for b in sent_by if echoed[b] == 0 and sent_by[b] not in handed and b not in lost]
+    unanswered = await store.unanswered(missing)
+    stored = await store.inbound_counts([body for _, body in pairs])
     return {
         "messages": n,
         "senders": THROUGHPUT_SENDERS,
@@ -462,7 +863,13 @@ async def throughput(line: Line, replies: Replies, store: Store, n: int) -> dict
         "replies_s": done - started,
         "replies_per_s": len(got) / (done - started),
         "runs": runs,
-        "unanswered": sum(1 for body in sent_by if echoed[body] == 0),
+        "unanswered": len(missing),
+        "unanswered_reply_dropped": sum(1 for b in sent_by if echoed[b] == 0 and b in lost),
+        "unanswered_on_handed_threads": sum(1 for b in sent_by if echoed[b] == 0 and sent_by[b] in handed),
+        "notifications": len(items),
+        "redelivered": redelivered,
+        "inbound_not_stored": sum(1 for body in sent_by if stored.get(body, 0) == 0),
+        "inbound_stored_twice": sum(1 for body in sent_by if stored.get(body, 0) > 1),
         "unanswered_detail": unanswered,
         "answered_twice": sum(1 for body in sent_by if echoed[body] > 1),
         "unexpected_replies": sum(1 for body in echoed if body not in sent_by),
@@ -470,17 +877,37 @@ async def throughput(line: Line, replies: Replies, store: Store, n: int) -> dict
         "reply_ids_unique": len(ids),
         "reply_ids_sent_twice": sum(1 for v in ids.values() if v > 1),
         "reply_ids_missing": ids.get(None, 0),
+        **chaotic,
     }
 
 
-async def callbacks(line: Line, twilio: TwilioStandIn, store: Store) -> dict[str, Any]:
-    """Twilio's ``delivered`` report for every message the stand-in took, 20 at a time; then every outbound
-    message of the line is read back."""
-    reports = []
-    for resource in twilio.messages:
-        url, params = twilio.status_callback(resource["sid"], "delivered")
-        assert url is not None, "a reply was sent without a StatusCallback"
-        reports.append((url, params, line.signed(url, params)))
+def webhooks(line: AnyLine, pairs: list[tuple[str, str]], *, redeliver: bool) -> tuple[list[Any], int]:
+    """The signed POSTs that bring ``pairs`` (sender, text) in: one SMS each; on WhatsApp, notifications of
+    1 to 3 consecutive pairs (different senders, round robin), ~10% of them posted again further on (a
+    provider retrying). Returns the POSTs and how many are redeliveries."""
+    if isinstance(line, Line):
+        return [(line.url, *line.inbound(to, body)) for to, body in pairs], 0
+    rng = random.Random()
+    items: list[Any] = []
+    i = 0
+    while i < len(pairs):
+        size = rng.choice((1, 2, 3))
+        items.append((line.url, *line.notification(pairs[i : i + size])))
+        i += size
+    again = 0
+    if redeliver:
+        for item in list(items):
+            if rng.random() < 0.1:
+                position = rng.randint(min(len(items), items.index(item) + 1), len(items))
+                items.insert(position, item)
+                again += 1
+    return items, again
+
+
+async def callbacks(line: AnyLine, provider: Any, store: Store) -> dict[str, Any]:
+    """The provider's ``delivered`` report for every message the stand-in took, 20 at a time; then every
+    outbound message of the line is read back."""
+    reports = [line.status_report(provider, sent, "delivered") for sent in provider.messages]
     times, errors, elapsed = await post_all(lambda r: r.status_code == 200, reports)
     stored = await store.messages()
     outbound = stored.get(str(Direction.OUTBOUND), {})
@@ -495,16 +922,21 @@ async def callbacks(line: Line, twilio: TwilioStandIn, store: Store) -> dict[str
     }
 
 
-async def measure(base: str, key: str, url: str, twilio: TwilioStandIn, replies: Replies, args: Any) -> dict[str, Any]:
-    line = await agent_and_line(base, key, twilio)
+async def measure(base: str, key: str, url: str, provider: Any, replies: Replies, args: Any) -> dict[str, Any]:
+    line = await agent_and_line(base, key, provider)
     store = Store(url, line.id)
+    chaos = Chaos(base, key, line, provider, replies) if args.chaos else None
     try:
-        log(f"latency: {WARM_UP} + {args.latency} inbound SMS one at a time, {LATENCY_SENDERS} senders")
+        log(f"latency: {WARM_UP} + {args.latency} inbound {args.channel} one at a time, {LATENCY_SENDERS} senders")
         lat = await latency(base, line, replies, args.latency)
-        log(f"throughput: {args.messages} inbound SMS, {THROUGHPUT_SENDERS} senders, {CONCURRENCY} concurrent")
-        thr = await throughput(line, replies, store, args.messages)
-        log(f"status callbacks: 'delivered' for the {len(twilio.messages)} messages sent, {CONCURRENCY} concurrent")
-        cb = await callbacks(line, twilio, store)
+        log(f"throughput: {args.messages} inbound, {THROUGHPUT_SENDERS} senders, {CONCURRENCY} concurrent")
+        thr = await throughput(line, replies, store, args.messages, chaos)
+        if chaos is not None:
+            log("chaos checks")
+            cb = await chaos_checks(chaos, replies, store)
+        else:
+            log(f"status callbacks: 'delivered' for the {len(provider.messages)} messages sent")
+            cb = await callbacks(line, provider, store)
         runs = await store.runs()
     finally:
         await store.close()
@@ -525,11 +957,14 @@ def main() -> int:
     parser.add_argument("--split", action="store_true", help="an API process and a separate worker process")
     parser.add_argument("--latency", type=int, default=200, help="inbound SMS timed one at a time (K)")
     parser.add_argument("--messages", type=int, default=500, help="inbound SMS for the throughput phase (N)")
+    parser.add_argument("--channel", choices=("sms", "whatsapp"), default="sms")
+    parser.add_argument("--chaos", action="store_true", help="failing sends, shuffled reports, handoffs")
     args = parser.parse_args()
     load_before = os.getloadavg()
     began = time.perf_counter()
-    replies = Replies()
-    with TwilioStandIn() as twilio, private_database(args.db) as url:
+    replies = Replies(args.channel)
+    stand_in: Any = TwilioStandIn() if args.channel == "sms" else wa.WhatsAppStandIn()
+    with stand_in as twilio, private_database(args.db) as url:
         twilio.default = replies
         key = asyncio.run(workspace(url))
         port = free_port()
@@ -540,6 +975,8 @@ def main() -> int:
             "THREADLINE_SECRET_KEYS": Fernet.generate_key().decode(),
             "THREADLINE_RUN_DEBOUNCE_MESSAGING_S": "0",
         }
+        if args.chaos:  # quick retries of the failed sends (the default backoff starts at 5 s)
+            env.update(THREADLINE_JOB_BACKOFF_BASE_S="0.1", THREADLINE_JOB_BACKOFF_CAP_S="0.5")
         worker_log: Path | None = None
         with ExitStack() as stack:
             if args.split:
@@ -556,7 +993,8 @@ def main() -> int:
     lat, thr, cb = measured["latency"], measured["throughput"], measured["callbacks"]
     webhook, to_reply = summary(lat["webhook_ms"]), summary(lat["inbound_to_reply_ms"])
     mode = "api + worker processes" if args.split else "one process (serve)"
-    print(f"\nthreadline SMS conversations -- {args.db}, {mode}")
+    what = "SMS" if args.channel == "sms" else "WhatsApp"
+    print(f"\nthreadline {what} conversations -- {args.db}, {mode}{', chaos' if args.chaos else ''}")
     print(f"  load average {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end")
     print(f"  1. latency, {webhook['n']} inbound one at a time ({LATENCY_SENDERS} senders), ms:")
     for name, s in (("webhook answered (empty TwiML)", webhook), ("inbound -> reply at the provider", to_reply)):
@@ -581,16 +1019,38 @@ def main() -> int:
             f"     of the unanswered: {len(stored)} stored; {taken} counted answered by a run of their thread "
             f"(its input_seq reaches them) that did not answer them (details in the JSON)"
         )
-    c = cb["callback_ms"]
-    print(
-        f"  3. status callbacks: {cb['callbacks']} 'delivered' at {cb['callbacks_per_s']:.0f}/s "
-        f"(p50 {c.get('p50', 0):.1f}  p99 {c.get('p99', 0):.1f} ms), errors {cb['errors'] or 'none'}"
-    )
-    print(f"     outbound messages by status: {cb['outbound_by_status']}; all DELIVERED: {cb['all_delivered']}")
-    print(f"     inbound messages by status: {cb['inbound_by_status']}; runs: {measured['runs_by_status']}")
+    if args.channel == "whatsapp":
+        print(
+            f"     whatsapp: {thr['notifications']} notifications ({thr['redelivered']} redelivered); inbound "
+            f"not stored {thr['inbound_not_stored']}, stored twice {thr['inbound_stored_twice']}"
+        )
+    if args.chaos:
+        print(
+            f"  3. chaos: sends {cb['attempt_fates']}; reports posted {thr['chaos_reports_posted']} "
+            f"(errors {thr['chaos_report_errors'] or 'none'}); handoffs {thr['chaos_handoffs']} "
+            f"(API errors {thr['chaos_api_errors'] or 'none'}), their threads' inbound left unanswered "
+            f"{thr['unanswered_on_handed_threads']}"
+        )
+        print(
+            f"     sent twice {len(cb['sent_twice'])}, attempted after a drop {len(cb['attempted_after_drop'])}, "
+            f"wrong final status {cb['wrong_final_status_count']} {cb['wrong_final_status_by'] or ''}, "
+            f"out of seq order {cb['out_of_order_count']}, AI replies during a handoff "
+            f"{len(cb['ai_replies_during_handoff'])}, dead jobs {len(cb['dead_jobs'])}, open jobs {cb['open_jobs']}"
+        )
+        print(f"     outbound by role/status: {cb['outbound_by_role_status']}; runs: {measured['runs_by_status']}")
+    else:
+        c = cb["callback_ms"]
+        print(
+            f"  3. status callbacks: {cb['callbacks']} 'delivered' at {cb['callbacks_per_s']:.0f}/s "
+            f"(p50 {c.get('p50', 0):.1f}  p99 {c.get('p99', 0):.1f} ms), errors {cb['errors'] or 'none'}"
+        )
+        print(f"     outbound messages by status: {cb['outbound_by_status']}; all DELIVERED: {cb['all_delivered']}")
+        print(f"     inbound messages by status: {cb['inbound_by_status']}; runs: {measured['runs_by_status']}")
     for name, lines in problems.items():
         if lines:
             print(f"  {name} log: {len(lines)} error line(s), first: {lines[0][:300]}")
+            for extra in lines[1:3]:
+                print(f"     {extra[:300]}")
     print(f"  whole bench {time.perf_counter() - began:.0f} s")
 
     consistent = (
@@ -598,18 +1058,35 @@ def main() -> int:
         and not thr["webhook_errors"]
         and thr["unanswered"] == thr["answered_twice"] == thr["unexpected_replies"] == 0
         and thr["wrong_recipient"] == thr["reply_ids_sent_twice"] == thr["reply_ids_missing"] == 0
-        and not cb["errors"]
-        and cb["all_delivered"]
+        and thr.get("inbound_not_stored", 0) == thr.get("inbound_stored_twice", 0) == 0
     )
+    if args.chaos:
+        consistent = consistent and not (
+            thr["chaos_report_errors"]
+            or thr["chaos_api_errors"]
+            or cb["sent_twice"]
+            or cb["attempted_after_drop"]
+            or cb["wrong_final_status_count"]
+            or cb["out_of_order_count"]
+            or cb["ai_replies_during_handoff"]
+            or cb["dead_jobs"]
+            or any(problems.values())
+        )
+    else:
+        consistent = consistent and not cb["errors"] and cb["all_delivered"]
     print(f"  consistent (every inbound answered once, no error, all delivered): {consistent}")
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    out = RESULTS / f"channels-{args.db}{'-split' if args.split else ''}-{stamp}.json"
+    name = f"channels-{args.db}{'-split' if args.split else ''}"
+    name += ("-whatsapp" if args.channel == "whatsapp" else "") + ("-chaos" if args.chaos else "")
+    out = RESULTS / f"{name}-{stamp}.json"
     out.write_text(
         json.dumps(
             {
                 "db": args.db,
                 "split": args.split,
+                "channel": args.channel,
+                "chaos": args.chaos,
                 "load_average": {"start": load_before, "end": load_after},
                 "latency": {"webhook_ms": webhook, "inbound_to_reply_ms": to_reply, "errors": lat["errors"]},
                 "throughput": thr,
