@@ -131,18 +131,6 @@ def split(
         assert deployment.worker_exit == 0, deployment.logs()
 
 
-@pytest.fixture
-def twilio() -> Iterator[TwilioStandIn]:
-    with TwilioStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def whatsapp() -> Iterator[WhatsAppStandIn]:
-    with WhatsAppStandIn() as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def clients(deployment: Deployment, tenant: Tenant) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """The tenant's API client, and the provider's side (no API key: its requests are signed)."""

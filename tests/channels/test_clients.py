@@ -10,7 +10,6 @@ import logging
 import pickle
 import socket
 import traceback
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,18 +27,6 @@ TO = "+15558675310"
 FROM = "+15017122661"
 SERVICE = "MG" + "a" * 32
 CALLBACK = "https://threadline.example.com/channels/twilio/1f0c/status"
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioStandIn]:
-    with TwilioStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def whatsapp() -> Iterator[WhatsAppStandIn]:
-    with WhatsAppStandIn() as server:
-        yield server
 
 
 def twilio_client(server: TwilioStandIn, **kwargs: Any) -> TwilioClient:

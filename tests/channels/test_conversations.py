@@ -20,12 +20,6 @@ from sqlalchemy import select, update
 import threadline.channels.delivery  # noqa: F401 - registers channels.deliver
 from tests.channels import test_twilio_inbound as sms
 from tests.channels import test_whatsapp_inbound as wa
-from tests.channels.test_twilio_inbound import (  # noqa: F401 - fixtures
-    provider,
-    twilio,
-    twilio_side,
-)
-from tests.channels.test_whatsapp_inbound import meta_side, whatsapp  # noqa: F401 - fixtures
 from tests.conftest import Tenant
 from tests.dialects.conftest import ByMessage
 from tests.factories import create_agent
@@ -157,9 +151,9 @@ async def twilio_reports(
 
 async def test_an_sms_conversation_end_to_end(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
-    provider: ByMessage,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
+    provider: ByMessage,
     sender: Worker,
     sessionmaker: Any,
     tenant: Tenant,
@@ -241,8 +235,8 @@ async def test_an_sms_conversation_end_to_end(
 
 async def test_an_operator_message_on_an_textedis_sent_and_a_thread_sends_in_order(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
 ) -> None:
     _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
@@ -267,8 +261,8 @@ async def test_an_operator_message_on_an_textedis_sent_and_a_thread_sends_in_ord
 
 async def test_a_twilio_outage_is_retried_then_the_message_fails_with_twilios_error(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
     sessionmaker: Any,
     tenant: Tenant,
@@ -300,8 +294,8 @@ async def test_a_twilio_outage_is_retried_then_the_message_fails_with_twilios_er
 
 async def test_a_message_twilio_refuses_fails_at_once_and_the_next_one_still_goes(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
 ) -> None:
     _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
@@ -318,8 +312,8 @@ async def test_a_message_twilio_refuses_fails_at_once_and_the_next_one_still_goe
 
 async def test_a_send_that_timed_out_is_not_sent_again_and_twilios_reports_still_find_it(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sessionmaker: Any,
     settings: Settings,
 ) -> None:
@@ -344,8 +338,8 @@ async def test_a_send_that_timed_out_is_not_sent_again_and_twilios_reports_still
 
 async def test_a_dropped_connection_before_an_answer_is_not_sent_twice(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
 ) -> None:
     _, thread = await sms_thread(api, twilio_side, twilio, await sms.quiet_agent(api))
@@ -359,9 +353,9 @@ async def test_a_dropped_connection_before_an_answer_is_not_sent_twice(
 
 async def test_a_long_sms_reply_is_stored_and_sent_as_one_message_per_twilio_message(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
-    provider: ByMessage,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
+    provider: ByMessage,
     sender: Worker,
 ) -> None:
     sentence = "Your parcel left the depot and is on the van. "
@@ -418,9 +412,9 @@ async def meta_reports(
 
 async def test_a_whatsapp_conversation_end_to_end(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
-    provider: ByMessage,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
+    provider: ByMessage,
     sender: Worker,
     sessionmaker: Any,
     tenant: Tenant,
@@ -473,8 +467,8 @@ async def test_a_whatsapp_conversation_end_to_end(
 
 async def test_a_flow_on_whatsapp_sends_reply_buttons(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
     sender: Worker,
 ) -> None:
     version = {"mode": "FLOW", "provider": "flow", "flow": DEMO_FLOW, "settings": {"debounce_s": 0}}
@@ -497,8 +491,8 @@ async def test_a_flow_on_whatsapp_sends_reply_buttons(
 
 async def test_a_whatsapp_outage_is_retried_then_fails_with_metas_error(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
     sender: Worker,
 ) -> None:
     line, thread = await whatsapp_thread(api, meta_side, whatsapp)
@@ -514,8 +508,8 @@ async def test_a_whatsapp_outage_is_retried_then_fails_with_metas_error(
 
 async def test_a_whatsapp_refusal_and_a_failed_status_are_recorded(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
     sender: Worker,
 ) -> None:
     line, thread = await whatsapp_thread(api, meta_side, whatsapp)
@@ -537,8 +531,8 @@ async def test_a_whatsapp_refusal_and_a_failed_status_are_recorded(
 
 async def test_a_long_whatsapp_text_goes_as_messages_of_4096_characters_at_most(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
     sender: Worker,
 ) -> None:
     _, thread = await whatsapp_thread(api, meta_side, whatsapp)
@@ -556,10 +550,10 @@ async def test_a_long_whatsapp_text_goes_as_messages_of_4096_characters_at_most(
 
 async def test_marking_an_end_users_whatsapp_messages_read_sends_one_read_receipt(
     api: httpx.AsyncClient,
-    meta_side: httpx.AsyncClient,  # noqa: F811
-    whatsapp: WhatsAppStandIn,  # noqa: F811
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    meta_side: httpx.AsyncClient,
+    whatsapp: WhatsAppStandIn,
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
     sessionmaker: Any,
     tenant: Tenant,
@@ -592,8 +586,8 @@ async def test_marking_an_end_users_whatsapp_messages_read_sends_one_read_receip
 
 async def test_a_human_taking_over_holds_the_agents_queued_messages_but_not_the_operators(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sessionmaker: Any,
     settings: Settings,
     tenant: Tenant,
@@ -621,8 +615,8 @@ async def test_a_human_taking_over_holds_the_agents_queued_messages_but_not_the_
 
 async def test_the_agents_own_handoff_message_goes_out(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sender: Worker,
 ) -> None:
     version = {"mode": "FLOW", "provider": "flow", "flow": DEMO_FLOW, "settings": {"debounce_s": 0}}
@@ -643,8 +637,8 @@ async def test_the_agents_own_handoff_message_goes_out(
 
 async def test_an_agent_message_waiting_to_be_tried_again_is_held_when_a_human_takes_over(
     api: httpx.AsyncClient,
-    twilio_side: httpx.AsyncClient,  # noqa: F811
-    twilio: TwilioStandIn,  # noqa: F811
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
     sessionmaker: Any,
     settings: Settings,
     tenant: Tenant,

@@ -5,15 +5,13 @@ delivers the same message again."""
 from __future__ import annotations
 
 import asyncio
-import io
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -27,47 +25,13 @@ from tests.runs.scripted import Step
 from threadline.app import create_app
 from threadline.channels import inbound
 from threadline.channels.twilio import TwilioClient
-from threadline.channels.twilio import inbound as twilio_inbound
-from threadline.channels.whatsapp import inbound as whatsapp_inbound
 from threadline.messages.service import NewMessage, append_message
 from threadline.models import EndUser, Integration, Message
 from threadline.models.enums import Role
-from threadline.runs.runtime import Runtime
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 HOST = "http://testserver"
 CUSTOMER = "+15558675310"
-
-
-@pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> ByMessage:
-    scripted = ByMessage()
-    monkeypatch.setattr(Runtime, "provider", lambda self, name: scripted)
-    return scripted
-
-
-@pytest.fixture
-async def twilio_side(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """What Twilio is to the app: a client with no API key."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=HOST) as c:
-        yield c
-
-
-@pytest.fixture
-def channel_logs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the inbound channel modules log, as structlog entries (the app's loggers are cached at start-up,
-    so each module's logger is swapped for one that records)."""
-    capture = structlog.testing.LogCapture()
-    logger = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()), processors=[capture])
-    for module in (inbound, twilio_inbound, whatsapp_inbound):
-        monkeypatch.setattr(module, "log", logger)
-    return capture.entries
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioStandIn]:
-    with TwilioStandIn() as server:
-        yield server
 
 
 class Line:

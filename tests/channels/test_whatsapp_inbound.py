@@ -10,7 +10,6 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.channels.test_twilio_inbound import (  # noqa: F401 - fixtures: the channels' logs, a scripted model
-    channel_logs,
-    prompt_agent,
-    provider,
-    quiet_agent,
-)
+from tests.channels.test_twilio_inbound import prompt_agent, quiet_agent
 from tests.conftest import Tenant
 from tests.dialects.conftest import ByMessage
 from tests.factories import create_end_user, create_thread
@@ -39,19 +33,6 @@ from threadline.models.enums import Role
 HOST = "http://testserver"
 WA_ID = "16315551181"
 BUSINESS_NUMBER = "15550783881"
-
-
-@pytest.fixture
-async def meta_side(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """What Meta is to the app: a client with no API key."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=HOST) as c:
-        yield c
-
-
-@pytest.fixture
-def whatsapp() -> Iterator[WhatsAppStandIn]:
-    with WhatsAppStandIn() as server:
-        yield server
 
 
 class Line:
@@ -403,7 +384,7 @@ async def test_a_reaction_is_recorded_but_starts_no_run(api: httpx.AsyncClient, 
 async def test_the_agent_answers_each_sender_of_a_notification_on_their_own_thread(
     api: httpx.AsyncClient,
     meta_side: httpx.AsyncClient,
-    provider: ByMessage,  # noqa: F811
+    provider: ByMessage,
     worker: Any,  # noqa: F811
 ) -> None:
     provider.answers = {"Hola": Step(text="Hola, Ana."), "Hello": Step(text="Hello, Ben.")}
@@ -481,7 +462,7 @@ async def test_a_forged_or_unsigned_notification_is_403_and_stores_nothing(
     sessionmaker: Any,
     tenant: Tenant,
     forge: str,
-    channel_logs: list[dict[str, Any]],  # noqa: F811
+    channel_logs: list[dict[str, Any]],
 ) -> None:
     line, _ = await whatsapp_line(api, agent=await quiet_agent(api))
     body = json.dumps(line.notification(wa_message("text", {"body": "Refund me"}))).encode()
