@@ -186,7 +186,11 @@ async def _prepare(
     message, address, thread_integration, thread_active, thread_uid = row
     if message.status not in (S.QUEUED, S.SENDING):
         return None
-    if message.sent_by is SentBy.AGENT and not thread_active and await _taken_over(session, thread_uid):
+    if (
+        message.sent_by is SentBy.AGENT
+        and not thread_active
+        and await _taken_over(session, message.workspace_id, thread_uid)
+    ):
         # The handoff found it on its way (SENDING, waiting to try again): the agent's words stop here too.
         fields = lifecycle.ProviderFields(error_code=HELD_CODE, error_message=HELD_MESSAGE)
         await lifecycle.advance(
@@ -237,12 +241,17 @@ async def _prepare(
     return outgoing, credentials
 
 
-async def _taken_over(session: AsyncSession, thread_uid: uuid.UUID) -> bool:
-    """Whether the thread's latest handoff was a human's (or the API's), not the agent's own."""
+async def _taken_over(session: AsyncSession, workspace_id: int, thread_uid: uuid.UUID) -> bool:
+    """Whether the thread's latest handoff was a human's (or the API's), not the agent's own (read backwards
+    along the events' (workspace, thread, seq) index)."""
     data = await session.scalar(
         select(Event.data)
-        .where(Event.thread_id == thread_uid, Event.type == EventType.THREAD_HANDOFF_STARTED)
-        .order_by(Event.id.desc())
+        .where(
+            Event.workspace_id == workspace_id,
+            Event.thread_id == thread_uid,
+            Event.type == EventType.THREAD_HANDOFF_STARTED,
+        )
+        .order_by(Event.seq.desc())
         .limit(1)
     )
     return not (isinstance(data, dict) and data.get("by") == "agent")
