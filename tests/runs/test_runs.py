@@ -229,6 +229,10 @@ async def test_double_texts_get_one_run_at_a_time_and_every_message_is_answered_
     assert first_seen == ["one"]
     second_seen = [m.content for m in provider.requests[1].messages if m.role == "user"]
     assert second_seen[0] == "one" and sorted(second_seen[1:]) == [f"more {i}" for i in range(4)]
+    # ...and the first run's answer right after "one", which it answered: the model does not answer it again.
+    conversation = [(m.role, m.content) for m in provider.requests[1].messages if m.role != "system"]
+    assert conversation[:2] == [("user", "one"), ("assistant", "first answer")], conversation
+    assert [role for role, _ in conversation[2:]] == ["user"] * 4
 
 
 async def test_a_failing_provider_is_retried_then_the_run_fails_with_a_note(

@@ -96,6 +96,8 @@ def build(
     context_window: int | None = None,
 ) -> tuple[ChatMessage, ...]:
     """The messages of the first model call: system, then the newest history that fits, oldest first.
+    ``history`` is in the order the model is to read it (``runs.runtime`` puts a reply right after the
+    message it answers, which may be before double texts stored ahead of the reply).
 
     ``max_tokens`` must be the value the call will send (on an SMS thread the version's ``sms_max_tokens``
     when set): the room kept for the reply is the room the reply may take."""
@@ -104,7 +106,7 @@ def build(
     window = context_window or provider.context_window(model)
     budget = window - (max_tokens or 0) - provider.count_tokens((system,), tools, model=model)
     chosen: list[tuple[ChatMessage, ...]] = []
-    for item in sorted(history, key=lambda h: h.seq, reverse=True):
+    for item in reversed(history):  # in the order given: a reply may sit before messages stored ahead of it
         unit = _chat(item)
         if not unit:
             continue

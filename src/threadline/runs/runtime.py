@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -80,6 +81,7 @@ _HISTORY_COLUMNS = (
     Message.metadata_.label("metadata"),
     Message.status,
     Message.tool_calls,
+    Message.in_response_to_id,
 )
 HISTORY_LIMIT = 200  # messages read for the context; the token budget usually stops well before
 DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first at once)
@@ -291,7 +293,18 @@ class Runtime:
                 .limit(HISTORY_LIMIT)
             )
         ).all()
-        recent = sorted(rows, key=lambda m: m.seq)
+        # What was said since this run's last message: the replies of runs that were still running when this
+        # one was queued (a double text), operators' messages, notes; never a later end-user message, which
+        # is a later run's to answer.
+        said_since = (
+            await session.execute(
+                select(*_HISTORY_COLUMNS)
+                .where(Message.thread_id == thread.id, Message.seq > run.input_seq, Message.role != Role.USER)
+                .order_by(Message.seq)
+                .limit(HISTORY_LIMIT)
+            )
+        ).all()
+        recent = _with_replies_in_place(sorted(rows, key=lambda m: m.seq), said_since)
         inbound: list[Inbound] = []
         if version.mode is AgentMode.FLOW:  # a flow takes the messages since its last turn
             answered = (
@@ -538,6 +551,26 @@ class Runtime:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _with_replies_in_place(history: list[Any], said_since: Sequence[Any]) -> list[Any]:
+    """``history`` (up to the run's last message, in order) with ``said_since`` (what came after it that is
+    not the end user's) merged in: a reply right after the message it answers, so that the model reads
+    "one", its answer, then the double texts its answer did not see ("more"), and answers those, not "one"
+    again; anything else at the end, in order."""
+    if not said_since:
+        return history
+    followers: dict[int, list[Any]] = {}
+    tail: list[Any] = []
+    known = {m.id for m in history}
+    for message in said_since:
+        anchor = message.in_response_to_id
+        (followers.setdefault(anchor, []) if anchor in known else tail).append(message)
+    merged: list[Any] = []
+    for message in history:
+        merged.append(message)
+        merged.extend(followers.get(message.id, ()))
+    return merged + tail
 
 
 def _as_failure(exc: BaseException) -> RunFailed:
