@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, select, update
+from sqlalchemy import ScalarSelect, Select, case, literal, select, update
 
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
@@ -23,7 +23,8 @@ def _version_column(column: Any, name: str) -> Any:
 
 class MessageRepository(WorkspaceRepository):
     async def claim_next_seq(self, thread_public_id: str, *, now: datetime) -> Any | None:
-        """Take the thread's next message number; returns the row (id, last_seq, integration_id, active,
+        """Take the thread's next message number; returns the row (id, last_seq, last_message_at: the new
+        message's time, integration_id, active,
         blocked, agent_version_id, discard_inbound, version_settings, version_public_id, channel) as it is
         after the claim, or None if there is no such thread.
 
@@ -40,12 +41,18 @@ class MessageRepository(WorkspaceRepository):
             .values(
                 last_seq=Thread.last_seq + 1,
                 message_count=Thread.message_count + 1,
-                last_message_at=now,
+                # Never backwards (``now`` was read before this UPDATE waited for another writer of the thread);
+                # it comes back as the new message's time.
+                last_message_at=case(
+                    (Thread.last_message_at > now, Thread.last_message_at),
+                    else_=literal(now, Thread.last_message_at.type),
+                ),
                 updated_at=now,
             )
             .returning(
                 Thread.id,
                 Thread.last_seq,
+                Thread.last_message_at,
                 Thread.integration_id,
                 Thread.active,
                 Thread.blocked,

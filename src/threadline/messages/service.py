@@ -98,6 +98,9 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     if claimed is None:
         raise NotFound(f"no thread with id '{thread_id}'")
     thread_key, seq, integration_id = claimed.id, claimed.last_seq, claimed.integration_id
+    # ``now`` was read before the claim, which may have waited for another writer of the thread (PostgreSQL):
+    # the claim dates the message no earlier than the one committed ahead of it (last_message_at).
+    now = claimed.last_message_at
     channel = ChannelType(claimed.channel) if claimed.channel is not None else ChannelType.API
     direction = Direction.INBOUND if new.role is Role.USER else Direction.OUTBOUND
     version = None
