@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -285,26 +285,20 @@ class Runtime:
         end_user: EndUser,
         channel: ChannelType,
     ) -> tuple[RunInput, uuid.UUID | None]:
+        # The history up to this run's last message, and what was said since that is not the end user's: the
+        # replies of a run that was still running when this one was queued (a double text), operators'
+        # messages, notes. A later end-user message is a later run's to answer. One query for both.
         rows = (
             await session.execute(
                 select(*_HISTORY_COLUMNS)
-                .where(Message.thread_id == thread.id, Message.seq <= run.input_seq)
+                .where(Message.thread_id == thread.id, or_(Message.seq <= run.input_seq, Message.role != Role.USER))
                 .order_by(Message.seq.desc())
                 .limit(HISTORY_LIMIT)
             )
         ).all()
-        # What was said since this run's last message: the replies of runs that were still running when this
-        # one was queued (a double text), operators' messages, notes; never a later end-user message, which
-        # is a later run's to answer.
-        said_since = (
-            await session.execute(
-                select(*_HISTORY_COLUMNS)
-                .where(Message.thread_id == thread.id, Message.seq > run.input_seq, Message.role != Role.USER)
-                .order_by(Message.seq)
-                .limit(HISTORY_LIMIT)
-            )
-        ).all()
-        recent = _with_replies_in_place(sorted(rows, key=lambda m: m.seq), said_since)
+        ordered = sorted(rows, key=lambda m: m.seq)
+        said_since = [m for m in ordered if m.seq > run.input_seq]
+        recent = _with_replies_in_place([m for m in ordered if m.seq <= run.input_seq], said_since)
         inbound: list[Inbound] = []
         if version.mode is AgentMode.FLOW:  # a flow takes the messages since its last turn
             answered = (
