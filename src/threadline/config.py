@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -191,3 +191,10 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return replacement + url[len(prefix) :]
     return url
+
+
+@cache
+def environment_settings() -> Settings:
+    """The process's settings from its environment, read once: for code handed none (a job whose worker
+    was built without settings, ``JobContext.settings`` None)."""
+    return Settings()

@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels import ChannelError, SentMessage
@@ -50,17 +50,18 @@ from threadline.channels.outbox import (
 from threadline.channels.twilio.client import TwilioClient
 from threadline.channels.twilio.inbound import MESSAGE_TAG
 from threadline.channels.whatsapp.client import MessageKind, ReplyButton, Template, WhatsAppClient
-from threadline.config import Settings
+from threadline.config import Settings, environment_settings
 from threadline.errors import NotFound
 from threadline.events.types import EventType
 from threadline.integrations.service import ChannelCredentials, channel_credentials
 from threadline.jobs import service as jobs
 from threadline.jobs.registry import OUTBOUND_POOL, JobContext, Reschedule, task
+from threadline.jobs.repository import JobRepository
 from threadline.kit.clock import utcnow
 from threadline.kit.secrets import SecretDecryptionError
 from threadline.messages import lifecycle
-from threadline.models import EndUser, Event, Job, Message, Thread
-from threadline.models.enums import ChannelType, Direction, JobState, MessageStatus, MessageType, SentBy
+from threadline.models import EndUser, Event, Message, Thread
+from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, SentBy
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,7 @@ class Outgoing:
 async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
     if ctx.sessionmaker is None:
         raise RuntimeError("channels.deliver needs the worker's sessionmaker")
-    settings = ctx.settings or Settings()
+    settings = ctx.settings or environment_settings()
     message_id = int(payload["message_id"])
     async with ctx.sessionmaker() as session, session.begin():
         step = await _prepare(session, message_id, settings)
@@ -145,7 +146,7 @@ async def read_receipt(ctx: JobContext, payload: dict[str, Any]) -> None:
     are retried like sends; anything else is logged and dropped: a missing blue tick is not worth more."""
     if ctx.sessionmaker is None:
         raise RuntimeError("channels.read_receipt needs the worker's sessionmaker")
-    settings = ctx.settings or Settings()
+    settings = ctx.settings or environment_settings()
     async with ctx.sessionmaker() as session:
         message = await session.get(Message, int(payload["message_id"]))
         if message is None or message.external_id is None or message.integration_id is None:
@@ -295,18 +296,7 @@ async def _record(
     )
     if following is None:
         return
-    now = utcnow()
-    started = await session.execute(
-        update(Job)
-        .where(
-            Job.kind == DELIVER_KIND,
-            Job.dedupe_key == dedupe_key(following),
-            Job.state == JobState.QUEUED,
-            Job.run_at > now,
-        )
-        .values(run_at=now, updated_at=now)
-    )
-    if getattr(started, "rowcount", 0):
+    if await JobRepository(session).wake(now=utcnow(), dedupe_key=(DELIVER_KIND, dedupe_key(following))):
         await jobs.notify_workers(session, DELIVER_KIND)
 
 

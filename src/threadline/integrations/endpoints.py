@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from threadline.config import Settings
 from threadline.integrations import service
 from threadline.integrations.repository import IntegrationRepository
 from threadline.integrations.schemas import (
@@ -15,15 +14,10 @@ from threadline.integrations.schemas import (
 )
 from threadline.models import Integration
 from threadline.models.enums import ChannelType
-from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
+from threadline.web.deps import ReadAuth, SessionDep, SettingsDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 @router.post(
@@ -35,11 +29,9 @@ def _settings(request: Request) -> Settings:
     "which are stored encrypted and never returned (`secrets_set` lists their names).",
 )
 async def create_integration(
-    body: IntegrationCreate, request: Request, session: SessionDep, auth: WriteAuth
+    body: IntegrationCreate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> IntegrationRead:
-    result = await service.create_integration(
-        session, workspace_id=auth.workspace_id, data=body, settings=_settings(request)
-    )
+    result = await service.create_integration(session, workspace_id=auth.workspace_id, data=body, settings=settings)
     return IntegrationRead.of(*result)
 
 
@@ -74,10 +66,10 @@ async def get_integration(integration_id: str, session: SessionDep, auth: ReadAu
     "the settings whole; `secrets` replaces the secrets it names and keeps the others.",
 )
 async def update_integration(
-    integration_id: str, body: IntegrationUpdate, request: Request, session: SessionDep, auth: WriteAuth
+    integration_id: str, body: IntegrationUpdate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> IntegrationRead:
     result = await service.update_integration(
-        session, workspace_id=auth.workspace_id, integration_id=integration_id, data=body, settings=_settings(request)
+        session, workspace_id=auth.workspace_id, integration_id=integration_id, data=body, settings=settings
     )
     return IntegrationRead.of(*result)
 

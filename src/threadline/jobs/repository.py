@@ -215,11 +215,20 @@ class JobRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def wake(self, *, job_id: int, now: datetime) -> bool:
-        """Make a queued job due now (it was waiting for something that has just happened)."""
+    async def wake(
+        self, *, now: datetime, job_id: int | None = None, dedupe_key: tuple[str, str] | None = None
+    ) -> bool:
+        """Make a queued job due now (it was waiting for something that has just happened); the job named by
+        its id, or by its kind and dedupe key."""
+        if job_id is not None:
+            named = Job.id == job_id
+        elif dedupe_key is not None:
+            named = and_(Job.kind == dedupe_key[0], Job.dedupe_key == dedupe_key[1])
+        else:
+            raise ValueError("wake: give job_id or dedupe_key")
         result = await self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.run_at > now)
+            .where(named, Job.state == JobState.QUEUED, Job.run_at > now)
             .values(run_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )

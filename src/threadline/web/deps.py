@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.auth.principal import Principal
 from threadline.auth.service import authenticate, extract_key
+from threadline.config import Settings
 from threadline.errors import Forbidden, Unauthenticated
 from threadline.models.enums import Scope
 from threadline.web.session import SessionHolder
@@ -27,6 +28,15 @@ async def get_session(request: Request) -> AsyncSession:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 async def resolve_principal(request: Request) -> Principal | None:

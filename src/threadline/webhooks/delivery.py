@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import ssl
 import time
 import uuid
@@ -57,12 +56,6 @@ USER_AGENT = f"threadline-webhooks/{__version__}"
 OUTCOMES = ("succeeded", "http_error", "timeout", "network_error", "refused", "internal_error")
 
 PENDING = WebhookDeliveryStatus.PENDING
-
-
-@functools.cache
-def environment_settings() -> Settings:
-    """For a worker built without settings (``JobContext.settings`` None): the process's environment."""
-    return Settings()
 
 
 def retry_schedule(settings: Settings) -> list[float]:

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from threadline.config import Settings
 from threadline.models import WebhookEndpoint
 from threadline.models.enums import WebhookDeliveryStatus
-from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
+from threadline.web.deps import ReadAuth, SessionDep, SettingsDep, WriteAuth
 from threadline.web.params import ListQueryDep, list_envelope
 from threadline.webhooks import service
 from threadline.webhooks.repository import WebhookRepository
@@ -29,11 +28,6 @@ from threadline.webhooks.schemas import (
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.post(
     "",
     status_code=201,
@@ -43,10 +37,10 @@ def _settings(request: Request) -> Settings:
     "link-local networks is a 422 (`url_not_allowed`) unless the server allows it.",
 )
 async def create_webhook(
-    body: WebhookCreate, request: Request, session: SessionDep, auth: WriteAuth
+    body: WebhookCreate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> WebhookWithSecret:
     endpoint, secret = await service.create_webhook(
-        session, workspace_id=auth.workspace_id, data=body, settings=_settings(request)
+        session, workspace_id=auth.workspace_id, data=body, settings=settings
     )
     return WebhookWithSecret.with_secret(endpoint, secret)
 
@@ -76,10 +70,10 @@ async def get_webhook(webhook_id: str, session: SessionDep, auth: ReadAuth) -> W
     "clears its run of failures (replay what it missed with `POST /v1/webhooks/{id}/replay`).",
 )
 async def update_webhook(
-    webhook_id: str, body: WebhookUpdate, request: Request, session: SessionDep, auth: WriteAuth
+    webhook_id: str, body: WebhookUpdate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> WebhookRead:
     endpoint = await service.update_webhook(
-        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, data=body, settings=_settings(request)
+        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, data=body, settings=settings
     )
     return WebhookRead.of(endpoint)
 
@@ -102,9 +96,11 @@ async def delete_webhook(webhook_id: str, session: SessionDep, auth: WriteAuth) 
     description="For 24 hours the previous secret signs too: deliveries carry two signatures, so receivers can "
     "switch without missing any.",
 )
-async def rotate_secret(webhook_id: str, request: Request, session: SessionDep, auth: WriteAuth) -> WebhookWithSecret:
+async def rotate_secret(
+    webhook_id: str, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+) -> WebhookWithSecret:
     endpoint, secret = await service.rotate_secret(
-        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, settings=_settings(request)
+        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, settings=settings
     )
     return WebhookWithSecret.with_secret(endpoint, secret)
 

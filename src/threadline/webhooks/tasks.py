@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from threadline.config import environment_settings
 from threadline.jobs.registry import OUTBOUND_POOL, JobContext, task
-from threadline.webhooks.delivery import attempt_delivery, environment_settings
+from threadline.webhooks.delivery import attempt_delivery
 from threadline.webhooks.service import DELIVER_KIND
 
 
