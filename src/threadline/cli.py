@@ -558,14 +558,13 @@ def jobs_retry(job_id: str, database_url: str | None) -> None:
 @database_url_option
 def jobs_purge(older_than_days: float, database_url: str | None) -> None:
     """Delete succeeded and dead jobs that finished more than N days ago."""
-    from datetime import timedelta
-
     from threadline.jobs.service import purge_jobs
+    from threadline.kit.clock import days
 
     settings = _settings(database_url)
 
     async def body(session: AsyncSession) -> int:
-        return await purge_jobs(session, older_than=timedelta(days=older_than_days))
+        return await purge_jobs(session, older_than=days(older_than_days))
 
     count = _with_data(settings, body, write=True)
     click.echo(f"purged {count} finished job{'s' if count != 1 else ''}")

@@ -432,6 +432,59 @@ async def test_malformed_bodies_are_400_and_store_nothing(
     assert await count_messages(sessionmaker, line) == 0
 
 
+class TwiceGiven(dict[str, list[str]]):
+    """Parameters some of which are given more than once, as ``RequestValidator`` signs them (Flask's getall)."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+async def test_ids_not_in_twilios_formats_or_given_twice_are_400_store_nothing_and_are_logged(
+    api: httpx.AsyncClient, twilio_side: httpx.AsyncClient, sessionmaker: Any, channel_logs: list[dict[str, Any]]
+) -> None:
+    line = await sms_line(api, agent=await quiet_agent(api))
+    sid = new_sid()
+    for params, param in (
+        (line.sms(MessageSid="SM" + "ABCDEF" * 5 + "AB"), "MessageSid"),  # Twilio writes hex in lowercase
+        (line.sms(MessageSid="SM" + "0" * 31), "MessageSid"),
+        (line.sms(MessageSid="IM" + "0" * 32), "MessageSid"),
+        (line.sms(MessageSid=sid + "NumMedia0"), "MessageSid"),
+        (line.sms(MessageSid=sid + "\n"), "MessageSid"),
+        (line.sms(sid=sid, SmsSid=new_sid()), "SmsSid"),  # the older names repeat MessageSid
+        (line.sms(SmsMessageSid="SMx"), "SmsMessageSid"),
+        (line.sms(MessagingServiceSid="MG" + "0" * 31), "MessagingServiceSid"),
+        (line.sms(AccountSid=line.account_sid + "ApiVersion2010-04-01"), "AccountSid"),
+    ):
+        r = await post_signed(twilio_side, line.sms_path, params, line.auth_token)
+        assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text
+    twice = TwiceGiven({k: [v] for k, v in line.sms(sid=sid).items()}, MessageSid=[sid, new_sid()])
+    signed = RequestValidator(line.auth_token).compute_signature(HOST + line.sms_path, twice)
+    r = await twilio_side.post(line.sms_path, data=twice, headers={"X-Twilio-Signature": signed})
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "MessageSid"), r.text
+    assert "more than once" in r.json()["error"]["message"]
+
+    status = {"AccountSid": line.account_sid, "MessageSid": sid, "MessageStatus": "delivered", "SmsSid": sid}
+    for params, param in (
+        ({**status, "MessageSid": sid + "MessageStatusdelivered"}, "MessageSid"),
+        ({**status, "SmsSid": new_sid()}, "SmsSid"),
+    ):
+        r = await post_signed(twilio_side, line.status_path, params, line.auth_token)
+        assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text
+    assert await count_messages(sessionmaker, line) == 0
+    assert {entry["event"] for entry in channel_logs} == {"channels.twilio.malformed_id"}
+    assert all(entry["integration_id"] == line.id and sid not in repr(entry) for entry in channel_logs)
+
+    # Twilio's own formats pass: an MMS sid, a messaging service, the status callback of a known format.
+    mms = "MM" + secrets.token_hex(16)
+    r = await post_signed(
+        twilio_side, line.sms_path, line.sms(sid=mms, MessagingServiceSid="MG" + "0" * 32), line.auth_token
+    )
+    assert r.status_code == 200, r.text
+    r = await post_signed(twilio_side, line.status_path, status, line.auth_token)
+    assert r.status_code == 200, r.text
+    assert await count_messages(sessionmaker, line) == 1
+
+
 async def test_an_integration_without_an_agent_answers_503_so_twilio_tries_again(
     api: httpx.AsyncClient, twilio_side: httpx.AsyncClient, sessionmaker: Any
 ) -> None:

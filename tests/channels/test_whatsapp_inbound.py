@@ -506,6 +506,12 @@ async def test_malformed_notifications_are_400_and_store_nothing(
             ).encode(),
             "timestamp",
         ),
+        (  # twelve digits, after year 9999: no datetime holds it
+            json.dumps(
+                line.notification(statuses=[{"id": new_wamid(), "status": "sent", "timestamp": "999999999999"}])
+            ).encode(),
+            "timestamp",
+        ),
     ]
     for body, param in cases:
         headers = {"x-hub-signature-256": signature(line.app_secret, body)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -207,3 +207,16 @@ async def test_purge_deletes_only_old_finished_jobs(sessionmaker: Maker) -> None
     async with sessionmaker() as s:
         left = {j.id for j in (await s.scalars(select(Job).where(Job.kind == kind))).all()}
     assert left == {jobs[1].id, jobs[2].id}
+
+
+async def test_purging_older_than_datetime_reaches_purges_nothing_and_does_not_fail(sessionmaker: Maker) -> None:
+    kind = _kind()
+    async with sessionmaker() as s, s.begin():
+        job = await enqueue(s, kind=kind)
+        job.state = JobState.DEAD
+        job.finished_at = datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)  # the oldest a datetime holds, bar a second
+    for older_than in (timedelta(days=800_000), timedelta.max):  # past year 1: held there, no OverflowError
+        async with sessionmaker() as s, s.begin():
+            await purge_jobs(s, older_than=older_than)
+    async with sessionmaker() as s:
+        assert [j.id for j in (await s.scalars(select(Job).where(Job.kind == kind))).all()] == [job.id]

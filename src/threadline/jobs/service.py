@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from threadline.errors import InvalidRequest, NotFound
 from threadline.jobs.repository import JobRepository
-from threadline.kit.clock import utcnow
+from threadline.kit.clock import ago, utcnow
 from threadline.models.enums import JobState
 from threadline.models.job import Job
 
@@ -234,7 +234,7 @@ async def retry_job(session: AsyncSession, *, job_id: str) -> Job:
 
 async def purge_jobs(session: AsyncSession, *, older_than: timedelta) -> int:
     """Delete succeeded and dead jobs that finished more than ``older_than`` ago."""
-    return await JobRepository(session).purge_finished(before=utcnow() - older_than)
+    return await JobRepository(session).purge_finished(before=ago(older_than))
 
 
 async def count_jobs(session: AsyncSession) -> dict[JobState, int]:

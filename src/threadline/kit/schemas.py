@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast
 
 from pydantic import (
     AfterValidator,
@@ -173,5 +174,19 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
-"""An input date-time: RFC 3339 with a time zone offset; numbers and naive times are refused."""
+def in_utc(value: datetime) -> datetime:
+    """``value`` as the same instant in UTC; a PydanticCustomError when that instant is outside what a
+    datetime holds (9999-12-31T23:59:59-00:01 is after 9999-12-31T23:59:59.999999Z)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # Caught here, with the input's name, rather than as a 500 wherever it is next compared or stored.
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z once converted to UTC",
+        ) from None
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(in_utc)]
+"""An input date-time: RFC 3339 with a time zone offset (numbers and naive times are refused), given back in
+UTC; an offset that takes it past either end of datetime's range is refused too."""

@@ -6,8 +6,14 @@ the HMAC-SHA1, keyed with the account's auth token, of the full URL it called fo
 parameter's name and value, sorted by name (as Twilio documents it and its ``RequestValidator`` computes
 it). The URL is the one Twilio was configured with, so behind a proxy it is rebuilt from
 ``public_base_url`` (see ``channels.inbound.public_url``); like ``RequestValidator``, it is also tried
-with the default port added or removed. A request that is unsigned, or whose URL or any parameter
-differs from what was signed, is refused with 403 before anything is read from it.
+with the default port added or removed. A request that is unsigned, or whose URL or parameters differ from
+what was signed, is refused with 403 before anything is read from it.
+
+The signature joins names and values without separators, so it does not pin where one value ends:
+``MessageSid=SM...`` with ``NumMedia=0`` is signed exactly like ``MessageSid=SM...NumMedia0`` without
+``NumMedia``. The ids threadline keys on (``MessageSid``, which stores a message once, and the others of
+``ID_FORMATS``) are therefore taken only in Twilio's own fixed-length formats, each at most once: any other
+value is a 400 that stores nothing, so a captured request cannot be replayed as a new message.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NoReturn
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import structlog
@@ -44,6 +50,22 @@ EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response
 MAX_MEDIA: Final = 10  # Twilio attaches at most 10 media to a message
 MAX_FIELDS: Final = 200
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_MESSAGE_SID_TEXT = "a message SID: SM or MM followed by 32 lowercase hexadecimal digits"
+
+# The ids of Twilio's webhooks, each with the only format Twilio gives it (checked with fullmatch).
+ID_FORMATS: Final[dict[str, tuple[re.Pattern[str], str]]] = {
+    "AccountSid": (re.compile(r"AC[0-9a-f]{32}"), "an account SID: AC followed by 32 lowercase hexadecimal digits"),
+    "MessageSid": (_MESSAGE_SID, _MESSAGE_SID_TEXT),
+    "SmsSid": (_MESSAGE_SID, _MESSAGE_SID_TEXT),
+    "SmsMessageSid": (_MESSAGE_SID, _MESSAGE_SID_TEXT),
+    "MessagingServiceSid": (
+        re.compile(r"MG[0-9a-f]{32}"),
+        "a messaging service SID: MG followed by 32 lowercase hexadecimal digits",
+    ),
+}
+# Older names Twilio still sends for MessageSid, with the same value.
+_MESSAGE_SID_ALIASES: Final = ("SmsSid", "SmsMessageSid")
 
 # Twilio's MessageStatus words -> our lifecycle; None: a status of no outbound message's lifecycle.
 STATUSES: Final[dict[str, MessageStatus | None]] = {
@@ -121,12 +143,39 @@ async def _signed_params(request: Request, settings: Settings, credentials: Chan
     if not valid_signature(inbound.secret(credentials, "auth_token"), url, params, given):
         log.warning("channels.twilio.signature_refused", integration_id=str(credentials.public_id))
         raise inbound.signature_refused()
+    _check_ids(params, credentials)
     form = dict(params)
     account_sid = credentials.settings.get("account_sid")
     if form.get("AccountSid") != account_sid:
         log.warning("channels.twilio.other_account", integration_id=str(credentials.public_id))
         raise inbound.signature_refused("AccountSid is not this integration's account")
     return form
+
+
+def _check_ids(params: Sequence[tuple[str, str]], credentials: ChannelCredentials) -> None:
+    """400 unless every id of ``ID_FORMATS`` present is in its format and given once, and the older names of
+    ``MessageSid`` repeat it. (Whether ``MessageSid`` is there at all is each endpoint's check.)"""
+    seen: dict[str, str] = {}
+    for name, value in params:
+        rule = ID_FORMATS.get(name)
+        if rule is None:
+            continue
+        pattern, what = rule
+        if name in seen:
+            _malformed(credentials, name, "given more than once")
+        if value and not pattern.fullmatch(value):  # an empty one is absent: the endpoints require theirs
+            _malformed(credentials, name, f"must be {what}")
+        seen[name] = value
+    sid = seen.get("MessageSid")
+    for alias in _MESSAGE_SID_ALIASES:
+        if sid is not None and seen.get(alias, sid) != sid:
+            _malformed(credentials, alias, "must be the same as MessageSid")
+
+
+def _malformed(credentials: ChannelCredentials, name: str, problem: str) -> NoReturn:
+    # Twilio never sends this: a correctly signed request has been taken apart and put together again.
+    log.warning("channels.twilio.malformed_id", integration_id=str(credentials.public_id), param=name)
+    raise InvalidRequest(f"{name}: {problem}", param=name)
 
 
 def _required(form: dict[str, str], name: str, *, max_chars: int = 2048) -> str:

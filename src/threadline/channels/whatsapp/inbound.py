@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 import structlog
@@ -31,7 +31,7 @@ from threadline.channels import inbound
 from threadline.config import Settings
 from threadline.errors import InvalidRequest
 from threadline.integrations.service import ChannelCredentials
-from threadline.kit.clock import utcnow
+from threadline.kit.clock import from_unix_seconds, utcnow
 from threadline.messages import lifecycle
 from threadline.models.enums import ChannelType, MessageStatus, MessageType, Source
 from threadline.web.deps import SessionDep
@@ -328,9 +328,10 @@ def _timestamp(raw: dict[str, Any], where: str) -> datetime:
     if value is None:
         return utcnow()
     text = str(value)
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise InvalidRequest(f"{where}.timestamp: must be Unix seconds", param=f"{where}.timestamp")
-    return datetime.fromtimestamp(int(text), UTC)
+    at = from_unix_seconds(int(text)) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+    if at is None:  # 12 digits reach past year 9999, which no datetime holds
+        raise InvalidRequest(f"{where}.timestamp: must be Unix seconds before year 10000", param=f"{where}.timestamp")
+    return at
 
 
 # ------------------------------------------------------------------------------------------ shape checks
