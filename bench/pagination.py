@@ -82,7 +82,7 @@ WRITE_LEVELS = (1, 8, 32)
 # Columns the loader fills; every other column of ``messages`` is nullable and stays NULL (as it does for
 # a plain API message without an integration, an operator, tool calls or a reply-to).
 LOAD_COLUMNS = (
-    "workspace_id", "thread_id", "seq", "public_id", "role", "type", "content", "attachments", "metadata",
+    "workspace_id", "thread_id", "seq", "number", "public_id", "role", "type", "content", "attachments", "metadata",
     "direction", "sent_by", "source", "status", "sent_at", "created_at", "updated_at",
 )  # fmt: skip
 
@@ -330,7 +330,8 @@ async def create_fixture(engine: AsyncEngine) -> Fixture:
 
 def message_rows(fx: Fixture, n: int, start: datetime, json_as_text: bool) -> Iterator[tuple[Any, ...]]:
     """Rows in LOAD_COLUMNS order, as ``messages.service.append_message`` would fill them on the plain
-    API channel: user -> INBOUND/end_user/RECEIVED, assistant -> OUTBOUND/agent/SENT (with sent_at).
+    API channel: user -> INBOUND/end_user/RECEIVED, assistant -> OUTBOUND/agent/SENT (with sent_at); the
+    workspace's numbers 1..n (the loaders then move its counter past them).
     Messages are one second apart; public ids are UUIDv7, increasing with seq."""
     empty_list: Any = "[]" if json_as_text else []
     empty_obj: Any = "{}" if json_as_text else {}
@@ -342,6 +343,7 @@ def message_rows(fx: Fixture, n: int, start: datetime, json_as_text: bool) -> It
             fx.workspace_id,
             fx.read_thread_key,
             seq,
+            seq,  # the workspace's message numbers: it has no other messages
             uuid7(),
             Role.USER.value if user else Role.ASSISTANT.value,
             MessageType.TEXT.value,
@@ -389,6 +391,9 @@ async def load_postgres(db: BenchDatabase, fx: Fixture, n: int) -> dict[str, Any
                 n,
                 last_at,
                 fx.read_thread_key,
+            )
+            await conn.execute(
+                "UPDATE workspace_counters SET last_message_number = $1 WHERE workspace_id = $2", n, fx.workspace_id
             )
         load_s = time.perf_counter() - t0
         # VACUUM sets hint bits and the visibility map now, instead of autovacuum (or the first reader of each
@@ -443,6 +448,9 @@ def load_sqlite(db: BenchDatabase, dialect: Any, fx: Fixture, n: int) -> dict[st
             "UPDATE threads SET last_seq = ?, message_count = ?, last_message_at = ?, updated_at = ? WHERE id = ?",
             (n, n, stamp(last_at), stamp(last_at), fx.read_thread_key),
         )
+        conn.execute(
+            "UPDATE workspace_counters SET last_message_number = ? WHERE workspace_id = ?", (n, fx.workspace_id)
+        )
         conn.execute("COMMIT")
         load_s = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -487,6 +495,7 @@ async def verify_load(engine: AsyncEngine, fx: Fixture, n: int) -> None:
         assert first.attachments == [] and first.metadata_ == {}
         assert first.created_at < second.created_at < last.created_at
         assert first.public_id < second.public_id < last.public_id
+        assert (first.number, last.number) == (1, n)
         assert thread.last_message_at == last.created_at
 
 

@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import func, select
 
 from threadline.models import Agent, AgentVersion, EndUser, Thread
+from threadline.workspaces.numbers import take
 
 PROMPT = {"mode": "PROMPT", "provider": "openai", "model": "gpt-4o-mini", "system_prompt": "Be brief."}
 FLOW = {
@@ -291,6 +292,7 @@ async def test_deleting_an_agent_with_threads_is_a_409(api: httpx.AsyncClient, t
         session.add(
             Thread(
                 workspace_id=tenant.workspace_id,
+                number=await take(session, workspace_id=tenant.workspace_id, of=Thread),
                 agent_id=row.id,
                 agent_version_id=row.current_version_id,
                 end_user_id=end_user.id,

@@ -153,6 +153,29 @@ async def test_another_workspaces_thread_is_a_404_that_reveals_nothing(
     )
 
 
+async def test_thread_numbers_are_counted_per_workspace_and_name_only_the_callers_threads(
+    app: Any, api: httpx.AsyncClient, anon: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=other_tenant.headers) as o:
+        theirs = await create_thread(o)
+        their_message = await post_message(o, theirs["id"], "theirs")
+    mine = await create_thread(api)
+    my_message = await post_message(api, mine["id"], "mine")
+    # Two fresh workspaces: each starts at 1, whatever the other wrote first.
+    assert mine["number"] == theirs["number"] == 1 and my_message["number"] == their_message["number"] == 1
+    for who, content in ((tenant, "mine"), (other_tenant, "theirs")):
+        r = await anon.get(URL.format(1), headers=bearer(who))
+        assert r.status_code == 200, r.text
+        assert r.json()["thread_id"] == 1
+        assert [(m["id"], m["content"]) for m in r.json()["messages"]] == [(1, content)]
+    second = await create_thread(api)
+    assert second["number"] == 2
+    assert (await anon.get(URL.format(2), headers=bearer(tenant))).status_code == 200
+    # The other workspace has no thread 2: the caller's workspace and the number name the thread together.
+    assert (await anon.get(URL.format(2), headers=bearer(other_tenant))).status_code == 404
+
+
 async def test_reads_use_a_read_only_key(
     api: httpx.AsyncClient, anon: httpx.AsyncClient, tenant: Tenant, sessionmaker: Any
 ) -> None:

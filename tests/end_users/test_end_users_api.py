@@ -8,6 +8,7 @@ from sqlalchemy import func, insert, select
 
 from threadline.models import Agent, EndUser, Message, Tag, Thread, thread_tags
 from threadline.models.enums import Direction, MessageStatus, Role, SentBy
+from threadline.workspaces.numbers import take
 
 
 async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -146,7 +147,10 @@ async def test_deleting_an_end_user_erases_their_threads_and_messages(
         threads = []
         for public_id in (eu["id"], keep["id"]):
             row = (await session.execute(select(EndUser).where(EndUser.public_id == uuid.UUID(public_id)))).scalar_one()
-            thread = Thread(workspace_id=ws, agent_id=agent.id, end_user_id=row.id, last_seq=1, message_count=1)
+            number = await take(session, workspace_id=ws, of=Thread)
+            thread = Thread(
+                workspace_id=ws, number=number, agent_id=agent.id, end_user_id=row.id, last_seq=1, message_count=1
+            )
             session.add(thread)
             await session.flush()
             await session.execute(insert(thread_tags).values(thread_id=thread.id, tag_id=tag.id))
@@ -155,6 +159,7 @@ async def test_deleting_an_end_user_erases_their_threads_and_messages(
                     workspace_id=ws,
                     thread_id=thread.id,
                     seq=1,
+                    number=await take(session, workspace_id=ws, of=Message),
                     role=Role.USER,
                     direction=Direction.INBOUND,
                     sent_by=SentBy.END_USER,

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from tests.integrations.helpers import ACCOUNT_SID, FROM_NUMBER, sms_body, whatsapp_body
 from threadline.models import Agent, EndUser, Integration, Thread
+from threadline.workspaces.numbers import take
 
 
 async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -181,7 +182,10 @@ async def test_deleting_an_integration_threads_came_through_is_a_409(
         end_user = EndUser(workspace_id=ws, channel="sms", address="+14155550123")
         session.add(end_user)
         await session.flush()
-        session.add(Thread(workspace_id=ws, agent_id=agent.id, end_user_id=end_user.id, integration_id=row.id))
+        number = await take(session, workspace_id=ws, of=Thread)
+        session.add(
+            Thread(workspace_id=ws, number=number, agent_id=agent.id, end_user_id=end_user.id, integration_id=row.id)
+        )
     r = await api.delete(f"/v1/integrations/{integration['id']}")
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "integration_in_use" and "thread" in r.json()["error"]["message"]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import Tenant
@@ -25,7 +25,7 @@ from threadline.errors import NotFound
 from threadline.events.repository import EventRepository
 from threadline.messages import lifecycle
 from threadline.messages.lifecycle import Advance, ProviderFields
-from threadline.models import Integration
+from threadline.models import Integration, Message
 from threadline.models.enums import ChannelType, MessageStatus
 
 S = MessageStatus
@@ -91,10 +91,19 @@ class Channel:
     ) -> Advance:
         """One report in its own transaction (as a channel's request or job makes it)."""
         ws = self.tenant.workspace_id if workspace_id == "tenant" else workspace_id
+        row_id = await self.row_id(message)
         async with self.sessionmaker() as session, session.begin():
-            return await lifecycle.advance(
-                session, workspace_id=ws, message_id=message["number"], to=to, at=at, provider=provider
-            )
+            return await lifecycle.advance(session, workspace_id=ws, message_id=row_id, to=to, at=at, provider=provider)
+
+    async def row_id(self, message: dict[str, Any]) -> int:
+        """The message's primary key, what channels and jobs name it by (never shown by the API); a
+        ``row_id`` given in ``message`` as it is."""
+        if "row_id" in message:
+            return int(message["row_id"])
+        async with self.sessionmaker() as session:
+            found = await session.scalar(select(Message.id).where(Message.public_id == uuid.UUID(message["id"])))
+        assert found is not None
+        return int(found)
 
     async def callback(
         self, external_id: str, to: MessageStatus, at: datetime, provider: ProviderFields | None = None
@@ -374,11 +383,10 @@ async def test_concurrent_different_callbacks_lose_nothing_and_never_go_back(cha
 async def test_a_transition_planned_from_a_state_that_moved_on_is_planned_again(channel: Channel) -> None:
     message = await channel.outbound()
     await channel.step(message, S.SENT, t(1))
+    row_id = await channel.row_id(message)
     async with channel.sessionmaker() as first:
         async with first.begin():
-            delivered = await lifecycle.advance(
-                first, workspace_id=None, message_id=message["number"], to=S.DELIVERED, at=t(3)
-            )
+            delivered = await lifecycle.advance(first, workspace_id=None, message_id=row_id, to=S.DELIVERED, at=t(3))
             assert delivered.moved
             # The READ reads the committed SENT, plans from it, and waits for this transaction's row lock.
             read = asyncio.create_task(channel.step(message, S.READ, t(5)))
@@ -428,7 +436,7 @@ async def test_another_workspace_cannot_advance_a_message(channel: Channel, othe
     with pytest.raises(NotFound):
         await channel.step(message, S.SENT, t(1), workspace_id=other_tenant.workspace_id)
     with pytest.raises(NotFound):
-        await channel.step({"number": 2**62}, S.SENT, t(1))
+        await channel.step({"row_id": 2**62}, S.SENT, t(1))
     assert (await channel.get(message))["status"] == "QUEUED"
     result = await channel.step(message, S.SENT, t(1), workspace_id=None)
     assert result.moved and result.message.workspace_id == channel.tenant.workspace_id

@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select
 
 from threadline.models import Agent, EndUser, Message, Thread, User, thread_assignees
 from threadline.models.enums import Direction, MessageStatus, Role, SentBy
+from threadline.workspaces.numbers import take
 
 
 async def _create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -134,7 +135,14 @@ async def test_deleting_a_user_unassigns_them_and_keeps_their_messages(
         end_user = EndUser(workspace_id=ws)
         session.add_all([agent, end_user])
         await session.flush()
-        thread = Thread(workspace_id=ws, agent_id=agent.id, end_user_id=end_user.id, last_seq=1, message_count=1)
+        thread = Thread(
+            workspace_id=ws,
+            number=await take(session, workspace_id=ws, of=Thread),
+            agent_id=agent.id,
+            end_user_id=end_user.id,
+            last_seq=1,
+            message_count=1,
+        )
         session.add(thread)
         await session.flush()
         await session.execute(insert(thread_assignees).values(thread_id=thread.id, user_id=user_row.id))
@@ -142,6 +150,7 @@ async def test_deleting_a_user_unassigns_them_and_keeps_their_messages(
             workspace_id=ws,
             thread_id=thread.id,
             seq=1,
+            number=await take(session, workspace_id=ws, of=Message),
             role=Role.ASSISTANT,
             direction=Direction.OUTBOUND,
             sent_by=SentBy.OPERATOR,

@@ -165,7 +165,7 @@ async def advance(
     at: datetime,
     provider: ProviderFields | None = None,
 ) -> Advance:
-    """Apply the report "message ``message_id`` (its row id, /v1's ``number``) reached ``to`` at ``at``",
+    """Apply the report "message ``message_id`` (its row id) reached ``to`` at ``at``",
     with what the provider said about it. ``workspace_id`` None: whichever workspace the message is in
     (a channel that knows only the integration); otherwise 404 for another workspace's message."""
     await session.flush()  # the read below refreshes the session's copy: changes made to it go out first
@@ -174,7 +174,7 @@ async def advance(
         result = await _apply(session, message, to, at, provider)
         if result is not None:
             return result
-    raise NotFound(f"no message with id '{message_id}'")
+    raise NotFound("the message is gone")  # deleted meanwhile, or another workspace's: its row id is never shown
 
 
 async def advance_by_external_id(

@@ -124,7 +124,7 @@ class MessageRenderer:
         return {
             "object": "message",
             "id": str(m.public_id),
-            "number": m.id,
+            "number": m.number,
             "thread_id": self.thread_id,
             "role": m.role,
             "type": m.type,

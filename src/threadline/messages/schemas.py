@@ -75,7 +75,9 @@ class ReadReceipt(OutputModel):
 class MessageRead(OutputModel):
     object: Literal["message"] = "message"
     id: str
-    number: int = Field(description="Stable integer id (camelAI's dialect shows it).")
+    number: int = Field(
+        description="Stable integer id of the message, counted within the workspace (camelAI's dialect shows it)."
+    )
     thread_id: str
     role: Role
     type: MessageType

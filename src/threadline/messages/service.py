@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels import outbox
-from threadline.errors import InvalidRequest, NotFound
+from threadline.errors import Gone, InvalidRequest, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
 from threadline.kit.clock import utcnow
@@ -32,6 +32,7 @@ from threadline.models.enums import (
 )
 from threadline.runs import service as runs
 from threadline.threads.repository import ThreadRepository
+from threadline.workspaces import numbers
 
 _INTERNAL_ROLES = frozenset({Role.SYSTEM, Role.TOOL, Role.HIDDEN})
 
@@ -96,8 +97,11 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     now = utcnow()
     claimed = await repo.claim_next_seq(thread_id, now=now)
     if claimed is None:
+        if await repo.thread_erased(thread_id):
+            raise Gone(f"thread '{thread_id}' belongs to an end user who was erased", code="end_user_erased")
         raise NotFound(f"no thread with id '{thread_id}'")
     thread_key, seq, integration_id = claimed.id, claimed.last_seq, claimed.integration_id
+    number = await numbers.take(session, workspace_id=workspace_id, of=Message)
     # ``now`` was read before the claim, which may have waited for another writer of the thread (PostgreSQL):
     # the claim dates the message no earlier than the one committed ahead of it (last_message_at).
     now = claimed.last_message_at
@@ -114,6 +118,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
         workspace_id=workspace_id,
         thread_id=thread_key,
         seq=seq,
+        number=number,
         role=new.role,
         type=new.type,
         content=contents[0],
@@ -144,11 +149,11 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
     if status is MessageStatus.QUEUED:
         await outbox.enqueue(session, message)
-    for number, part in enumerate(contents[1:], start=2):  # the rest of a text too long for one provider message
+    for place, part in enumerate(contents[1:], start=2):  # the rest of a text too long for one provider message
         rest = NewMessage(
             role=new.role,
             content=part,
-            metadata={**new.metadata, "part": number, "parts": len(contents)},
+            metadata={**new.metadata, "part": place, "parts": len(contents)},
             sent_by=_sent_by(new),
             sent_by_user_id=new.sent_by_user_id,
             source=new.source,

@@ -14,12 +14,17 @@ from threadline.models.thread import Thread, thread_assignees, thread_tags
 from threadline.models.user import User
 from threadline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from threadline.models.workspace import Workspace
+from threadline.models.workspace_counter import WorkspaceCounter
 
 __all__ = [
     "Agent",
     "AgentVersion",
     "ApiKey",
+    "AuditActorType",
+    "AuditEvent",
     "EndUser",
+    "Erasure",
+    "ErasureStatus",
     "Event",
     "IdempotencyKey",
     "Integration",
@@ -34,6 +39,7 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "Workspace",
+    "WorkspaceCounter",
     "thread_assignees",
     "thread_tags",
 ]

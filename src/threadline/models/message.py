@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from threadline.db.base import Base
@@ -17,20 +17,30 @@ class Message(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     """One message, holding every field any of the four vendors shows (see ARCHITECTURE.md's table).
 
     ``seq`` is the message's place in its thread (1, 2, 3...), assigned under the thread's row lock and
-    never changed: keyset pages walk it.
+    never changed: keyset pages walk it. ``number`` is its integer id within its workspace (/v1's
+    ``number``, camelAI's ``id``), unique there and never changed.
     """
 
     __tablename__ = "messages"
     __table_args__ = (
         Index("uq_messages_thread_id_seq", "thread_id", "seq", unique=True),
+        Index("uq_messages_workspace_id_number", "workspace_id", "number", unique=True),
         Index("ix_messages_thread_id_status_seq", "thread_id", "status", "seq"),
         Index("ix_messages_thread_id_direction_seq", "thread_id", "direction", "seq"),
         # Providers retry callbacks: the same provider message is stored once per integration.
         Index("uq_messages_integration_id_external_id", "integration_id", "external_id", unique=True),
+        # Deleting a message sets the replies to it to NULL (ON DELETE SET NULL): found by this, not a scan.
+        Index(
+            "ix_messages_in_response_to_id",
+            "in_response_to_id",
+            postgresql_where=text("in_response_to_id IS NOT NULL"),
+            sqlite_where=text("in_response_to_id IS NOT NULL"),
+        ),
     )
 
     thread_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("threads.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(BigInteger)
+    number: Mapped[int] = mapped_column(BigInteger)
     role: Mapped[Role] = mapped_column(enum_column(Role))
     type: Mapped[MessageType] = mapped_column(enum_column(MessageType), default=MessageType.TEXT)
     content: Mapped[str] = mapped_column(Text, default="")

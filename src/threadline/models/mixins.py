@@ -14,7 +14,8 @@ from threadline.kit.ids import uuid7
 
 
 class IdMixin:
-    """An integer primary key (stable, and what camelAI's dialect shows) and a public UUIDv7."""
+    """An integer primary key (internal: it counts rows of every workspace, so no surface shows it) and a
+    public UUIDv7. Threads and messages also have a ``number`` of their own workspace (workspaces.numbers)."""
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     public_id: Mapped[uuid.UUID] = mapped_column(Uuid(), unique=True, default=uuid7)

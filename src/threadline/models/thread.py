@@ -36,15 +36,18 @@ class Thread(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     ``last_seq`` hands out each message's place in the thread; the UPDATE that bumps it also locks the
     row, so messages of one thread become visible in exactly their ``seq`` order (see messages.service).
     ``message_count`` and ``last_message_at`` are kept in that same UPDATE: exact, never counted.
+    ``number`` is the thread's integer id within its workspace (/v1's ``number``, camelAI's ``thread_id``).
     """
 
     __tablename__ = "threads"
     __table_args__ = (
         Index("ix_threads_workspace_id_id", "workspace_id", "id"),
+        Index("uq_threads_workspace_id_number", "workspace_id", "number", unique=True),
         Index("ix_threads_agent_id_end_user_id", "agent_id", "end_user_id"),
         Index("ix_threads_workspace_id_updated_at", "workspace_id", "updated_at"),
     )
 
+    number: Mapped[int] = mapped_column(BigInteger)
     agent_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("agents.id", ondelete="RESTRICT"))
     agent_version_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("agent_versions.id", ondelete="RESTRICT"), nullable=True

@@ -41,10 +41,10 @@ class ThreadRepository(WorkspaceRepository):
         return key
 
     async def key_by_number(self, number: int) -> int | None:
-        """The thread whose integer id (``ThreadRead.number``) is ``number``, if it is in this workspace."""
+        """The thread of this workspace whose ``number`` (``ThreadRead.number``) is ``number``, if any."""
         if not 0 < number < 2**63:
             return None
-        stmt = select(Thread.id).where(Thread.workspace_id == self.workspace_id, Thread.id == number)
+        stmt = select(Thread.id).where(Thread.workspace_id == self.workspace_id, Thread.number == number)
         key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return key
 

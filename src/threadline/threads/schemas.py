@@ -66,7 +66,9 @@ class ThreadUser(OutputModel):
 class ThreadRead(OutputModel):
     object: Literal["thread"] = "thread"
     id: str
-    number: int = Field(description="Stable integer id of the thread (what camelAI's dialect shows).")
+    number: int = Field(
+        description="Stable integer id of the thread, counted within the workspace (camelAI's dialect shows it)."
+    )
     agent_id: str
     agent_version_id: str | None
     end_user_id: str
@@ -89,7 +91,7 @@ def thread_read(thread: Thread, refs: dict[str, dict[int, Any]]) -> ThreadRead:
     """Render ``thread``; ``refs`` maps each referenced table to {row id: public id} for this page."""
     return ThreadRead(
         id=str(thread.public_id),
-        number=thread.id,
+        number=thread.number,
         agent_id=str(refs["agents"][thread.agent_id]),
         agent_version_id=(
             str(refs["agent_versions"][thread.agent_version_id]) if thread.agent_version_id is not None else None

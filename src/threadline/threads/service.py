@@ -17,12 +17,18 @@ from threadline.models import Agent, AgentVersion, EndUser, Integration, Message
 from threadline.models.enums import MessageStatus, SentBy
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
+from threadline.workspaces import numbers
 
 
 async def create_thread(session: AsyncSession, *, workspace_id: int, data: ThreadCreate) -> Thread:
     repo = ThreadRepository(session, workspace_id)
     agent = await repo.get(Agent, data.agent_id, label="agent", param="agent_id")
-    end_user = await repo.get(EndUser, data.end_user_id, label="end user", param="end_user_id")
+    # Locked, as thread_between does: an erasure of the end user that begins meanwhile waits for this thread
+    # (and marks it), or has begun and they are gone (410).
+    end_user = await repo.lock_end_user(data.end_user_id)
+    if end_user is None:
+        await EndUserRepository(session, workspace_id).get_end_user(data.end_user_id, param="end_user_id")
+        raise NotFound(f"no end user with id '{data.end_user_id}'", param="end_user_id")
     version_id = agent.current_version_id
     if data.agent_version_id is not None:
         version = await repo.get(AgentVersion, data.agent_version_id, label="agent version", param="agent_version_id")
@@ -35,6 +41,7 @@ async def create_thread(session: AsyncSession, *, workspace_id: int, data: Threa
         integration_id = integration.id
     thread = Thread(
         workspace_id=workspace_id,
+        number=await numbers.take(session, workspace_id=workspace_id, of=Thread),
         agent_id=agent.id,
         agent_version_id=version_id,
         end_user_id=end_user.id,
@@ -64,7 +71,7 @@ async def _record(
 
 async def thread_key(session: AsyncSession, *, workspace_id: int, thread_id: str | int) -> int:
     """The integer key of a thread of this workspace, named by its public id (a UUID string) or by its
-    integer id (``number``); 404 for anything else, including another workspace's thread."""
+    number in the workspace (``number``); 404 for anything else, including another workspace's thread."""
     repo = ThreadRepository(session, workspace_id)
     key = await (repo.key_by_number(thread_id) if isinstance(thread_id, int) else repo.thread_key(thread_id))
     if key is None:
@@ -108,7 +115,7 @@ async def thread_parties(session: AsyncSession, *, workspace_id: int, thread_key
     integration, re-read from the database."""
     found = await ThreadRepository(session, workspace_id).with_parties(thread_key)
     if found is None:
-        raise NotFound(f"no thread with id '{thread_key}'")
+        raise NotFound("the thread is gone")  # deleted meanwhile; its key is internal, never shown
     return ThreadParties(*found)
 
 

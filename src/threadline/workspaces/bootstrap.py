@@ -17,11 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db.engine import WRITE_OPTION
 from threadline.messages.service import NewMessage, append_message
 from threadline.models import Agent, AgentVersion, EndUser, Thread
 from threadline.models.enums import AgentMode, AgentType, ChannelType, Role, Scope
+from threadline.workspaces import numbers
 from threadline.workspaces.service import any_workspace, create_workspace
 
 log = structlog.get_logger(__name__)
@@ -188,7 +190,13 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
     end_user = EndUser(workspace_id=workspace.id, display_name="Demo user", channel=ChannelType.API)
     session.add(end_user)
     await session.flush()
-    thread = Thread(workspace_id=workspace.id, agent_id=agent.id, agent_version_id=version.id, end_user_id=end_user.id)
+    thread = Thread(
+        workspace_id=workspace.id,
+        number=await numbers.take(session, workspace_id=workspace.id, of=Thread),
+        agent_id=agent.id,
+        agent_version_id=version.id,
+        end_user_id=end_user.id,
+    )
     session.add(thread)
     await session.flush()
     await append_message(

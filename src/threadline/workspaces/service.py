@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import Conflict, InvalidRequest, NotFound
 from threadline.models import Workspace
+from threadline.workspaces import numbers
 
 
 async def create_workspace(session: AsyncSession, *, name: str) -> Workspace:
@@ -18,6 +19,7 @@ async def create_workspace(session: AsyncSession, *, name: str) -> Workspace:
     workspace = Workspace(name=name)
     session.add(workspace)
     await session.flush()
+    await numbers.create_counters(session, workspace_id=workspace.id)
     return workspace
 
 

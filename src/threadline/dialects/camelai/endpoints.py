@@ -1,7 +1,8 @@
 """camelAI: ``GET /api/v1/threads/{thread_id}/messages`` under ``/camelai`` (seed 001, specs/camelai.yaml).
 
-Threads and messages are named by their integer ids; every message of the thread comes back oldest first,
-with ``message_count``. The document knows two errors, 403 and 404, both ``{"error": "..."}``: a request
+Threads and messages are named by their integer ids, their ``number`` in the workspace (never a row id,
+which counts every workspace's rows); every message of the thread comes back oldest first, with
+``message_count``. The document knows two errors, 403 and 404, both ``{"error": "..."}``: a request
 without a valid key is refused with the 403, as the issue and the document's ``security`` ask.
 """
 
@@ -40,7 +41,7 @@ async def threads_messages_retrieve(thread_id: str, session: SessionDep, auth: R
     return await json_list_response(
         chunks,
         _render,
-        head=b'{"thread_id":%d,"messages":[' % key,
+        head=b'{"thread_id":%d,"messages":[' % number,
         tail=lambda count: b'],"message_count":%d}' % count,
     )
 
@@ -56,7 +57,7 @@ def _integer_id(raw: str) -> int:
 async def _render(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
-            "id": m.id,
+            "id": m.number,
             "role": role_word("camelai", m.role),
             "content": m.content,
             "created_at": m.created_at,
