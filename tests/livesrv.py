@@ -59,6 +59,7 @@ def live_server(database_url: str, *, port: int | None = None, **env: str) -> It
     )
     base = f"http://127.0.0.1:{port}"
     _LOGS[base] = log_file.name
+    _PROCESSES[base] = proc
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -81,6 +82,14 @@ def live_server(database_url: str, *, port: int | None = None, **env: str) -> It
             proc.kill()
             proc.wait()
         log_file.close()
+        _PROCESSES.pop(base, None)
+
+
+def kill_server(base: str) -> None:
+    """SIGKILL the server behind ``base``, as a crash would: no shutdown, nothing finished."""
+    proc = _PROCESSES[base]
+    proc.kill()
+    proc.wait()
 
 
 def server_log(base: str) -> str:
@@ -90,6 +99,7 @@ def server_log(base: str) -> str:
 
 
 _LOGS: dict[str, str] = {}
+_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def _tail(path: str, limit: int = 20_000) -> str:
@@ -106,5 +116,12 @@ def fuzzed_server(database_url: str, settings: Any) -> Iterator[str]:
         database_url,
         THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
         THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
+        # Event streams end at once, so that a generated request to one gets its whole answer.
+        THREADLINE_SSE_MAX_DURATION_S="0.3",
+        # One client sends thousands of requests, many with wrong keys on purpose: no budgets here (their
+        # own tests are in tests/security/test_rate_limits.py).
+        THREADLINE_RATE_LIMIT_PER_KEY="none",
+        THREADLINE_RATE_LIMIT_PER_ADDRESS="none",
+        THREADLINE_RATE_LIMIT_AUTH_FAILURES="none",
     ) as base:
         yield base

@@ -5,29 +5,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threadline import __version__
 from threadline.auth.service import LastUsedRecorder
+from threadline.auth.watch import CredentialWatch
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
 from threadline.defaults import configure_services
 from threadline.events.hub import EventHub
-from threadline.kit.clock import utcnow
+from threadline.kit.clock import ago, days
 from threadline.kit.pglisten import libpq_dsn
 from threadline.kit.secrets import secret_box
 from threadline.logging import configure_logging
 from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodically
 from threadline.runs.providers.registry import close_providers
+from threadline.web.access import AccessMiddleware
+from threadline.web.body import BufferedBodyMiddleware
 from threadline.web.errors import install_error_handlers
-from threadline.web.idempotency import IdempotencyMiddleware, purge_expired
+from threadline.web.idempotency import IdempotencyMiddleware, IdempotentReplay, purge_expired, replay_response
+from threadline.web.limits import Limits
 from threadline.web.openapi import ERROR_RESPONSES
+from threadline.web.params import single_valued_query
 from threadline.web.request_context import RequestContextMiddleware
 from threadline.web.session import DatabaseSessionMiddleware
 from threadline.web.surfaces import SurfaceRegistry, render_native
@@ -38,12 +42,12 @@ API_DESCRIPTION = """
 threadline's native API. Conventions (see docs/api.md):
 
 * **Auth**: `Authorization: Bearer KEY`, `Authorization: api-key KEY` or `X-API-Key: KEY`. Scopes:
-  `read` for GET, `write` for changes, `admin` for API keys; admin implies write, write implies read.
+  `read` for GET, `write` for changes, `admin` for API keys and the audit log; admin implies write, write implies read.
 * **Errors**: `{"error": {"type", "code", "message", "param"}}` with a 4xx status; `param` names the field.
 * **Lists**: `{"object": "list", "data", "first_id", "last_id", "has_more"}`; `limit` 1..100 (20),
   `order` asc|desc, `after`/`before` ids. `after=X` means created after X and `before=X` created before
   X, whatever `order` says; `order` only sorts the page, which holds the items nearest the cursor.
-* **Idempotency**: send `Idempotency-Key` on any POST; the same key and body replay the first
+* **Idempotency**: send `Idempotency-Key` on any POST; the same key, API key and body replay the first
   response (header `Idempotent-Replayed: true`), a different body is a 422. Keys last 24 hours.
 """
 
@@ -86,6 +90,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 worker.stop()
                 await worker_task
             await app.state.last_used.drain()
+            await app.state.credentials.close()
+            await app.state.limits.close()
             await events_hub.close()
             await close_providers()
             await engine.dispose()
@@ -108,8 +114,11 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.last_used = LastUsedRecorder(write_maker, settings.api_key_touch_interval_s)
     app.state.metrics = metrics
     app.state.events = events_hub
+    app.state.credentials = CredentialWatch(read_maker, settings.credential_check_interval_s)
+    app.state.limits = Limits.from_settings(settings)
 
     install_error_handlers(app)
+    app.add_exception_handler(IdempotentReplay, replay_response)
     _include_routers(app)
     if settings.metrics_enabled:
         _add_metrics_endpoint(app, metrics)
@@ -120,9 +129,20 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.add_middleware(
         DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
     )
+    # Outside the session and the write queue: no request holds a connection or a lock before its body has
+    # arrived whole and its key has been checked.
+    app.add_middleware(
+        AccessMiddleware,
+        read_maker=read_maker,
+        last_used=app.state.last_used,
+        rates=app.state.limits.rates,
+        trust_forwarded=settings.trust_forwarded_headers,
+    )
+    app.add_middleware(
+        BufferedBodyMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.request_body_timeout_s
+    )
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=settings.max_request_bytes,
         metrics=metrics if settings.metrics_enabled else None,
         unmetered_paths=frozenset({METRICS_PATH}),
     )

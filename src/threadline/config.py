@@ -6,7 +6,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = 20
     sqlite_busy_timeout_ms: int = 10_000
     max_request_bytes: int = Field(default=1024 * 1024, description="Larger request bodies get a 413.")
+    request_body_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="The whole request body must arrive within this many seconds (a 408 after); until it has, "
+        "the request holds no database connection and no lock.",
+    )
     idempotency_ttl_hours: int = 24
     idempotency_purge_interval_s: float = Field(default=3600, description="How often expired keys are deleted.")
     api_key_touch_interval_s: int = Field(
@@ -101,9 +107,49 @@ class Settings(BaseSettings):
         gt=0,
         description="Live streams also re-read the event log this often, in case a wake-up was lost.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0: rate limits and concurrency caps are shared by every process pointed at "
+        "it (unset: each process counts on its own).",
+    )
+    redis_prefix: str = Field(default="threadline", description="Prefix of every Redis key threadline writes.")
+    rate_limit_per_key: str = Field(
+        default="6000/minute",
+        description="Requests per API key ('N/second', 'N/minute', several joined by ';', or 'none').",
+    )
+    rate_limit_per_address: str = Field(
+        default="3000/minute",
+        description="Requests per client address without a valid key: channel webhooks, sign-in, 401s.",
+    )
+    rate_limit_auth_failures: str = Field(
+        default="30/minute",
+        description="Keys that do not authenticate, per client address; past it, requests with a key are 429s.",
+    )
+    streams_per_key: int = Field(default=20, ge=1, description="Event streams one API key may hold open at once.")
+    streams_per_workspace: int = Field(default=100, ge=1, description="Event streams open at once per workspace.")
+    waits_per_key: int = Field(
+        default=50, ge=1, description="Requests waiting for an agent's reply (wait, stream) at once per API key."
+    )
+    waits_per_workspace: int = Field(default=200, ge=1, description="The same per workspace.")
+    credential_check_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=4,
+        description="How often each process checks that the keys of its open event streams still authenticate; "
+        "a revoked key's streams end within this (plus a query).",
+    )
+    sse_max_duration_s: float = Field(
+        default=3600,
+        gt=0,
+        description="An event stream is ended after this long; clients resume with Last-Event-ID (browsers do it "
+        "themselves), which also spreads long-lived streams over the processes as they come and go.",
+    )
     sse_keepalive_s: float = Field(default=15, gt=0, description="A comment line on idle event streams this often.")
     event_retention_days: float = Field(
         default=30, gt=0, description="Events older than this are deleted (hourly); streams resume within it."
+    )
+    audit_retention_days: float = Field(
+        default=365, gt=0, description="Audit events (GET /v1/audit_events) older than this are deleted (hourly)."
     )
 
     secret_keys: SecretStr | None = Field(
@@ -172,6 +218,17 @@ class Settings(BaseSettings):
         ge=256,
         description="Context window of models the `openai` provider does not know (vLLM, Ollama, ...).",
     )
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_address", "rate_limit_auth_failures")
+    @classmethod
+    def _valid_rates(cls, value: str) -> str:
+        from threadline.kit.ratelimit import parse_rates
+
+        try:
+            parse_rates(value)
+        except ValueError as exc:
+            raise ValueError(f"expected e.g. '600/minute' or '10/second;600/minute' or 'none': {exc}") from None
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -20,11 +20,13 @@ class ThreadlineError(Exception):
         code: str | None = None,
         status_code: int | None = None,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.details = details
+        self.headers = headers  # sent with the error (e.g. Retry-After)
         if code is not None:
             self.code = code
         if status_code is not None:

@@ -4,7 +4,9 @@ import asyncio
 from typing import Any
 
 import httpx
-from tests.conftest import Tenant
+from tests.conftest import Tenant, add_key
+
+from threadline.models.enums import Scope
 
 
 async def _count_tags(api: httpx.AsyncClient) -> int:
@@ -46,6 +48,33 @@ async def test_keys_are_per_workspace(client: httpx.AsyncClient, tenant: Tenant,
     b = await client.post("/v1/tags", json={"name": "t"}, headers={**other_tenant.headers, **headers})
     assert a.status_code == b.status_code == 201
     assert a.json()["id"] != b.json()["id"]
+
+
+async def test_keys_are_per_api_key_even_within_a_workspace(
+    client: httpx.AsyncClient, tenant: Tenant, sessionmaker: Any
+) -> None:
+    second = await add_key(sessionmaker, tenant, (Scope.WRITE,))
+    headers = {"Idempotency-Key": "mine"}
+    a = await client.post("/v1/end_users", json={"display_name": "a"}, headers={**tenant.headers, **headers})
+    b = await client.post(
+        "/v1/end_users", json={"display_name": "a"}, headers={"Authorization": f"Bearer {second}", **headers}
+    )
+    assert a.status_code == b.status_code == 201
+    assert "idempotent-replayed" not in b.headers and a.json()["id"] != b.json()["id"]
+
+
+async def test_a_replay_comes_only_after_the_routes_scope_check(
+    client: httpx.AsyncClient, tenant: Tenant, sessionmaker: Any
+) -> None:
+    reader = await add_key(sessionmaker, tenant, (Scope.READ,))
+    headers = {"Idempotency-Key": "admin-only"}
+    first = await client.post("/v1/api_keys", json={"scopes": ["admin"]}, headers={**tenant.headers, **headers})
+    assert first.status_code == 201
+    r = await client.post(
+        "/v1/api_keys", json={"scopes": ["admin"]}, headers={"Authorization": f"Bearer {reader}", **headers}
+    )
+    assert r.status_code == 403 and first.json()["key"] not in r.text
+    assert r.json()["error"]["code"] == "insufficient_scope"
 
 
 async def test_concurrent_requests_with_one_key_create_one_resource(api: httpx.AsyncClient) -> None:

@@ -28,18 +28,18 @@ _BY_HASH = (
 )
 
 
-def extract_key(headers: Mapping[str, str]) -> str | None:
-    """The key from ``Authorization: Bearer KEY``, ``Authorization: api-key KEY`` or ``X-API-Key: KEY``."""
-    x_api_key = headers.get("x-api-key")
-    if x_api_key and x_api_key.strip():
-        return x_api_key.strip()
-    authorization = headers.get("authorization")
-    if not authorization:
-        return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() in _SCHEMES and value.strip():
-        return value.strip()
-    return None
+def presented_keys(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Every key the request carries, in any of the forms some surface accepts (``X-API-Key: KEY``,
+    ``Authorization: Bearer KEY``, ``Authorization: api-key KEY``); each surface then takes its own."""
+    keys: list[str] = []
+    x_api_key = (headers.get("x-api-key") or "").strip()
+    if x_api_key:
+        keys.append(x_api_key)
+    scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() in _SCHEMES and value and value not in keys:
+        keys.append(value)
+    return tuple(keys)
 
 
 async def authenticate(session: AsyncSession, key: str) -> Principal | None:
@@ -54,6 +54,16 @@ async def authenticate(session: AsyncSession, key: str) -> Principal | None:
         api_key_id=row.id,
         scopes=scopes,
     )
+
+
+async def live_key_ids(session: AsyncSession, api_key_ids: list[int]) -> set[int]:
+    """Those of ``api_key_ids`` that still authenticate: not revoked, their workspace not deleted."""
+    rows = await session.execute(
+        select(ApiKey.id)
+        .join(Workspace, Workspace.id == ApiKey.workspace_id)
+        .where(ApiKey.id.in_(api_key_ids), ApiKey.revoked_at.is_(None))
+    )
+    return set(rows.scalars())
 
 
 class LastUsedRecorder:

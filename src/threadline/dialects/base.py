@@ -17,10 +17,10 @@ from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from threadline.auth.principal import Principal
-from threadline.auth.service import authenticate
 from threadline.dialects.mapping import Vendor
 from threadline.errors import Forbidden, Unauthenticated
 from threadline.models.enums import Scope
+from threadline.web.access import principal_for
 from threadline.web.deps import session_of
 from threadline.web.surfaces import ErrorRenderer
 
@@ -68,9 +68,7 @@ def dialect_auth(extract: KeyExtractor, scope: Scope, *, how: str) -> Callable[[
         key = extract(request.headers)
         if key is None:
             raise Unauthenticated(f"missing API key: send {how}")
-        principal = await authenticate(session_of(request), key)
-        if principal is not None:
-            request.app.state.last_used.touch(principal.api_key_id)
+        principal = await principal_for(request, key, session_of(request))
         if principal is None:
             raise Unauthenticated("invalid or revoked API key")
         if not principal.allows(scope):

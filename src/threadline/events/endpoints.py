@@ -16,17 +16,21 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import Field
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from threadline.auth.principal import Principal
 from threadline.errors import InvalidRequest, NotFound
 from threadline.events.hub import EventHub, Subscription
 from threadline.events.repository import EventRepository
-from threadline.events.schemas import encode, envelope, sse_frame
-from threadline.events.types import matches, valid_pattern
+from threadline.events.schemas import SSE_EVENT_SCHEMA, encode, envelope, sse_frame
+from threadline.events.types import event_patterns, matches, valid_pattern
 from threadline.kit.ids import parse_uuid
+from threadline.kit.schemas import MAX_JSON_INT
 from threadline.threads.repository import ThreadRepository
 from threadline.web.deps import ReadAuth, SessionDep
+from threadline.web.limits import Held
 from threadline.web.openapi import ERROR_RESPONSES
 
 router = APIRouter(tags=["events"])
@@ -121,7 +125,7 @@ def _patterns(types: str | None) -> list[str]:
 
 async def _open(
     request: Request,
-    workspace_id: int,
+    auth: Principal,
     session: Any,
     *,
     after: int | None,
@@ -132,22 +136,28 @@ async def _open(
     cursor = _cursor(after, last_event_id)
     patterns = _patterns(types)
     settings = request.app.state.settings
+    workspace_id = auth.workspace_id
     head = await EventRepository(session, workspace_id).last_seq()
     if cursor is None:
         cursor = head
     elif cursor > head:
         param = "Last-Event-ID" if last_event_id else "after"
         raise InvalidRequest(f"{param}: no event {cursor} in this workspace yet (the last is {head})", param=param)
+    place = await request.app.state.limits.take(Held.STREAMS, auth)
     stream = stream_events(
         request,
         workspace_id=workspace_id,
+        api_key_id=auth.api_key_id,
         cursor=cursor,
         thread_id=thread_id,
         patterns=patterns,
         keepalive_s=settings.sse_keepalive_s,
         poll_s=settings.events_poll_interval_s,
+        deadline=time.monotonic() + settings.sse_max_duration_s,
     )
-    return EventStreamResponse(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return EventStreamResponse(
+        stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, release=place.release
+    )
 
 
 _RUN_ENDS = frozenset({"run.completed", "run.failed", "run.cancelled"})
@@ -161,6 +171,7 @@ async def stream_events(
     request: Request,
     *,
     workspace_id: int,
+    api_key_id: int,
     cursor: int,
     thread_id: uuid.UUID | None,
     patterns: list[str],
@@ -172,7 +183,8 @@ async def stream_events(
 ) -> AsyncIterator[bytes]:
     """The stream's frames. ``until_run``: end after that run's final event (run.completed, .failed or
     .cancelled); ``deadline`` (time.monotonic()): end then in any case. ``sub``: a subscription the caller
-    took before committing what the stream starts with (it is this stream's from then on)."""
+    took before committing what the stream starts with (it is this stream's from then on). The stream
+    ends once ``api_key_id`` is revoked (auth.watch), in whichever process."""
     read_maker = request.app.state.read_sessionmaker
     metrics = request.app.state.metrics
     hub: EventHub = request.app.state.events
@@ -180,6 +192,7 @@ async def stream_events(
     # wakes this subscription.
     if sub is None:
         sub = await hub.subscribe(workspace_id, thread_id=thread_id)
+    unwatch = request.app.state.credentials.watch(api_key_id, sub.close)
     metrics.sse_subscribers.inc()
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
@@ -218,6 +231,8 @@ async def stream_events(
             for transient in sub.take_transient():
                 if not patterns or any(matches(p, transient["type"]) for p in patterns):
                     chunks.append(sse_frame(transient["type"], encode(transient), None))
+            if sub.closed:
+                return
             if chunks:
                 yield b"".join(chunks)
                 metrics.sse_events_sent.inc(len(chunks))
@@ -238,6 +253,7 @@ async def stream_events(
             if not sub.changed.is_set() and tail is not None:
                 tail.want()  # the poll: look at the log even without a wake-up
     finally:
+        unwatch()
         hub.unsubscribe(sub)
         metrics.sse_subscribers.dec()
 
@@ -256,9 +272,7 @@ async def workspace_events(
     types: TypesQuery = None,
     last_event_id: LastEventIdHeader = None,
 ) -> EventStreamResponse:
-    return await _open(
-        request, auth.workspace_id, session, after=after, last_event_id=last_event_id, types=types, thread_id=None
-    )
+    return await _open(request, auth, session, after=after, last_event_id=last_event_id, types=types, thread_id=None)
 
 
 @router.get(
@@ -279,6 +293,4 @@ async def thread_events(
     uid = parse_uuid(thread_id)
     if uid is None or await ThreadRepository(session, auth.workspace_id).thread_key(thread_id) is None:
         raise NotFound(f"no thread with id '{thread_id}'")
-    return await _open(
-        request, auth.workspace_id, session, after=after, last_event_id=last_event_id, types=types, thread_id=uid
-    )
+    return await _open(request, auth, session, after=after, last_event_id=last_event_id, types=types, thread_id=uid)

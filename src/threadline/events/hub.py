@@ -55,6 +55,11 @@ class Subscription:
     def wake(self) -> None:
         self.changed.set()
 
+    def close(self) -> None:
+        """End the stream reading this subscription (its key was revoked): it stops at its next look."""
+        self.closed = True
+        self.changed.set()
+
     def push(self, envelope: dict[str, Any]) -> None:
         if self.thread_id is not None and envelope.get("thread_id") != str(self.thread_id):
             return

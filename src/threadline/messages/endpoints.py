@@ -6,8 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.auth.principal import Principal
 from threadline.errors import InvalidRequest
 from threadline.events.endpoints import EventStreamResponse, stream_events
+from threadline.events.schemas import SSE_EVENT_SCHEMA
 from threadline.events.service import pending_events
 from threadline.events.types import EventType
 from threadline.kit.ids import parse_uuid
@@ -24,11 +26,14 @@ from threadline.messages.schemas import (
 )
 from threadline.models import Message, Run
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role
+from threadline.privacy.schemas import ERASED_RESPONSES
 from threadline.runs import service as runs
 from threadline.runs.repository import RunRepository
 from threadline.runs.schemas import run_read
 from threadline.runs.waiting import wait_for_run
+from threadline.web import idempotency
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
+from threadline.web.limits import Held, Place
 from threadline.web.params import ListQueryDep, list_envelope
 from threadline.web.responses import json_response
 
@@ -96,6 +101,28 @@ async def create_message(
             "Idempotency-Key cannot be used with stream=true (a live stream cannot be replayed)",
             param="Idempotency-Key",
         )
+    # A request that will wait for the agent takes its place first: a 429 must leave nothing stored.
+    place = await request.app.state.limits.take(Held.WAITS, auth) if wait is not None or stream else None
+    try:
+        return await _create(request, session, auth, thread_id, body, wait, stream, place)
+    finally:
+        if place is not None and not stream:
+            place.release()
+
+
+async def _create(
+    request: Request,
+    session: AsyncSession,
+    auth: Principal,
+    thread_id: str,
+    body: MessageCreate,
+    wait: float | None,
+    stream: bool,
+    place: Place | None,
+) -> Response:
+    earlier = idempotency.resumed(request)
+    if earlier is not None:
+        return await _answer_retry(request, session, auth.workspace_id, thread_id, earlier, wait)
     message = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
     repo = RunRepository(session, auth.workspace_id)
     run = runs.requested_run(session, message.id) if message.role is Role.USER else None
@@ -108,35 +135,71 @@ async def create_message(
             session, EventType.RUN_QUEUED, run.public_id
         )
     if stream:
-        return await _stream_answer(request, auth.workspace_id, created, run)
+        assert place is not None
+        return await _stream_answer(request, auth, created, run, place)
     body_out = dict(created.data)
     replies: list[Message] | None = None
     if wait is not None:
         replies = []
         if run is not None:
-            # The run cannot start before this commits: commit now, then wait without holding anything.
+            # The run cannot start before this commits: commit now, then wait without holding anything. A
+            # retry with the same Idempotency-Key meanwhile (or after this process died) answers from these.
+            idempotency.mark_resumable(request, {"message": str(message.public_id), "run": str(run.public_id)})
             await request.state.db.commit_early()
-            settings = request.app.state.settings
-            run, replies = await wait_for_run(
-                request.app.state.events,
-                request.app.state.read_sessionmaker,
-                auth.workspace_id,
-                run,
-                seconds=min(wait, settings.message_wait_max_s),
-                poll_s=settings.events_poll_interval_s,
-            )
+            run, replies = await _wait(request, auth.workspace_id, run, wait)
     if run is None:
         body_out["run"] = None
     elif queued is not None and wait is None:
         body_out["run"] = queued.data
     else:  # it changed while we waited, or the message joined a run queued earlier
         body_out["run"] = run_read(run, await repo.references([run]))
-    body_out["replies"] = None
-    if replies is not None:
-        renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(
-            session, auth.workspace_id, replies
-        )
-        body_out["replies"] = [renderer(r) for r in replies]
+    body_out["replies"] = await _render_replies(session, auth.workspace_id, thread_id, replies)
+    return json_response(body_out, 201)
+
+
+async def _wait(request: Request, workspace_id: int, run: Run, wait: float) -> tuple[Run, list[Message]]:
+    settings = request.app.state.settings
+    return await wait_for_run(
+        request.app.state.events,
+        request.app.state.read_sessionmaker,
+        workspace_id,
+        run,
+        seconds=min(wait, settings.message_wait_max_s),
+        poll_s=settings.events_poll_interval_s,
+    )
+
+
+async def _render_replies(
+    session: AsyncSession, workspace_id: int, thread_id: str, replies: list[Message] | None
+) -> list[dict[str, Any]] | None:
+    if replies is None:
+        return None
+    renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(session, workspace_id, replies)
+    return [renderer(r) for r in replies]
+
+
+async def _answer_retry(
+    request: Request,
+    session: AsyncSession,
+    workspace_id: int,
+    thread_id: str,
+    earlier: dict[str, Any],
+    wait: float | None,
+) -> Response:
+    """A retry of a POST that committed its message and then waited (see web.idempotency): the same message
+    and its run, as they are now (waiting again as the retry asks), and nothing new stored."""
+    message = await service.get_message(
+        session, workspace_id=workspace_id, thread_id=thread_id, message_id=earlier["message"]
+    )
+    run = await runs.get_run(session, workspace_id=workspace_id, run_id=earlier["run"])
+    await request.state.db.commit_early()  # nothing to write: let the writers behind this one go
+    replies: list[Message] | None = None
+    if wait is not None:
+        run, replies = await _wait(request, workspace_id, run, wait)
+    renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(session, workspace_id, [message])
+    body_out = renderer(message)
+    body_out["run"] = run_read(run, await RunRepository(session, workspace_id).references([run]))
+    body_out["replies"] = await _render_replies(session, workspace_id, thread_id, replies)
     return json_response(body_out, 201)
 
 
@@ -206,24 +269,31 @@ async def mark_read(thread_id: str, body: MarkRead, session: SessionDep, auth: W
     return ReadReceipt(thread_id=_canonical(thread_id), marked=count, read_at=at)
 
 
-async def _stream_answer(request: Request, workspace_id: int, created: Any, run: Run | None) -> Response:
+async def _stream_answer(request: Request, auth: Principal, created: Any, run: Run | None, place: Place) -> Response:
     """Commit, then stream the thread's events from this message's ``message.created`` until the run ends.
 
     The subscription is taken before the commit, so this process's hub hands the stream the events the
     commit writes as they are (no read of the log) and nothing the run does after it can be missed."""
     hub = request.app.state.events
     thread_uid = created.thread_id
+    workspace_id = auth.workspace_id
     sub = await hub.subscribe(workspace_id, thread_id=thread_uid)
+
+    def release() -> None:
+        hub.unsubscribe(sub)
+        place.release()
+
     try:
         await request.state.db.commit_early()
     except BaseException:
-        hub.unsubscribe(sub)
+        release()
         raise
     assert created.seq is not None  # numbered by the commit just above
     settings = request.app.state.settings
     frames = stream_events(
         request,
         workspace_id=workspace_id,
+        api_key_id=auth.api_key_id,
         cursor=created.seq - 1,
         thread_id=thread_uid,
         patterns=[],
@@ -237,5 +307,5 @@ async def _stream_answer(request: Request, workspace_id: int, created: Any, run:
         frames,
         status_code=201,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        release=lambda: hub.unsubscribe(sub),
+        release=release,
     )

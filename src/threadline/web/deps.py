@@ -10,10 +10,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.auth.principal import Principal
-from threadline.auth.service import authenticate, extract_key
+from threadline.auth.service import presented_keys
 from threadline.config import Settings
 from threadline.errors import Forbidden, Unauthenticated
 from threadline.models.enums import Scope
+from threadline.web import idempotency
+from threadline.web.access import principal_for
 from threadline.web.session import SessionHolder
 
 
@@ -40,20 +42,18 @@ SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 async def resolve_principal(request: Request) -> Principal | None:
-    """Authenticate once per request (the idempotency layer may already have done it)."""
-    state = request.scope.setdefault("state", {})
-    if "principal" in state:
-        cached: Principal | None = state["principal"]
-        return cached
-    key = extract_key(request.headers)
-    principal = await authenticate(session_of(request), key) if key else None
-    state["principal"] = principal
-    if principal is not None:
-        request.app.state.last_used.touch(principal.api_key_id)
-    return principal
+    """The principal of the request's key (checked by web.access before the request began), or None. A
+    request that carries a key both ways (``X-API-Key`` and ``Authorization``) is authenticated only when
+    both are the same valid key: credentials that disagree are refused, never half-believed."""
+    principals = [await principal_for(request, key, session_of(request)) for key in presented_keys(request.headers)]
+    if not principals or any(p is None for p in principals):
+        return None
+    if len({p.api_key_id for p in principals if p is not None}) > 1:
+        return None
+    return principals[0]
 
 
-# Declared for the OpenAPI document (and /docs' Authorize button); the key is read by extract_key,
+# Declared for the OpenAPI document (and /docs' Authorize button); the key is read by presented_keys,
 # which also accepts `Authorization: api-key KEY`.
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY` (or `api-key KEY`).")
@@ -67,15 +67,18 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         principal = await resolve_principal(request)
         if principal is None:
-            has_credentials = extract_key(request.headers) is not None
+            presented = presented_keys(request.headers)
             raise Unauthenticated(
-                "invalid or revoked API key"
-                if has_credentials
-                else "missing API key: send 'Authorization: Bearer KEY', "
-                "'Authorization: api-key KEY' or 'X-API-Key: KEY'"
+                "missing API key: send 'Authorization: Bearer KEY', 'Authorization: api-key KEY' or 'X-API-Key: KEY'"
+                if not presented
+                else "invalid or revoked API key"
+                if len(presented) == 1
+                else "the request carries two API keys (X-API-Key and Authorization) that are not the same valid key"
             )
         if not principal.allows(scope):
             raise Forbidden(f"this API key lacks the '{scope.value}' scope")
+        # Only now, for this API key and after its scope check, may an Idempotency-Key replay anything.
+        await idempotency.claim(request, principal, session_of(request))
         return principal
 
     return dependency

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import Scope, Send
 
 from threadline.errors import ThreadlineError
+from threadline.web.route_template import allowed_methods
 from threadline.web.surfaces import ErrorInfo, SurfaceRegistry
 
 log = structlog.get_logger(__name__)
@@ -55,10 +56,13 @@ def _loc_to_param(loc: Any) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ThreadlineError)
     async def _threadline_error(request: Request, exc: ThreadlineError) -> Response:
-        return render(
+        response = render(
             request,
             ErrorInfo(exc.status_code, exc.type, exc.code, exc.message, exc.param, exc.details),
         )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -83,6 +87,12 @@ def install_error_handlers(app: FastAPI) -> None:
         response = render(request, ErrorInfo(exc.status_code, type_, code, message))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            methods = allowed_methods(request.app, request.url.path)
+            message = f"{request.method} is not allowed here; allowed: {', '.join(methods) or 'none'}"
+            response = render(request, ErrorInfo(405, type_, code, message))
+            if methods:
+                response.headers["Allow"] = ", ".join(methods)
         return response
 
     @app.exception_handler(IntegrityError)

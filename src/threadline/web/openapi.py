@@ -28,6 +28,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _response("Missing, unknown or revoked API key."),
     403: _response("The API key lacks the scope this operation needs."),
     404: _response("No such resource in this workspace."),
+    408: _response("The request body did not arrive within THREADLINE_REQUEST_BODY_TIMEOUT_S."),
     409: _response("Conflicts with the current state (duplicate name, resource in use)."),
+    413: _response("The request body is larger than THREADLINE_MAX_REQUEST_BYTES."),
     422: _response("The request failed validation; `param` names the field."),
+    429: _response(
+        "Over a rate limit (see the RateLimit-* headers) or a cap on streams or waiting requests; retry after "
+        "Retry-After seconds."
+    ),
 }

@@ -1,5 +1,5 @@
 """The outermost layer of every request: its id (on every log line and on the response), the access log
-line, the request body size limit, and the 500 answer for anything nothing else caught."""
+line, and the 500 answer for anything nothing else caught. (The body's limits are web.body's.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import structlog
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.web.errors import send_error
@@ -24,27 +23,14 @@ log = structlog.get_logger("threadline.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class BodyTooLarge(HTTPException):
-    """The request body passed the configured limit while being read.
-
-    An HTTPException, because FastAPI turns any other error raised while it reads a body into a 400;
-    this way a route renders it as 413 through the surface's handler, and a middleware's read (the
-    idempotency layer's) is answered below."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, _too_large(limit))
-
-
 class RequestContextMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        max_body_bytes: int = 1024 * 1024,
         metrics: Metrics | None = None,
         unmetered_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         # Paths left out of the request metrics (the /metrics endpoint itself).
         self.unmetered_paths = unmetered_paths
@@ -58,7 +44,7 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         began = time.perf_counter()
-        status = 500
+        status = 499  # what the access log says of a request that got no answer: the client left first
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -71,29 +57,8 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        limit = self.max_body_bytes
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_error(scope, send_with_id, 413, "payload_too_large", _too_large(limit))
-            self._finished(scope, 413, began)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
-
         try:
-            await self.app(scope, limited_receive, send_with_id)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _send_error(scope, send_with_id, 413, "payload_too_large", _too_large(limit))
+            await self.app(scope, receive, send_with_id)
         except Exception as exc:
             # Answer here rather than in Starlette's outer error middleware, so the 500 carries the
             # request id and the surface's error format, and the traceback is logged once, with fields.
@@ -121,10 +86,6 @@ class RequestContextMiddleware:
         )
         if self.metrics is not None and scope["path"] not in self.unmetered_paths:
             self.metrics.observe_request(scope["method"], route, status, duration_s)
-
-
-def _too_large(limit: int) -> str:
-    return f"the request body is larger than {limit} bytes"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older FastAPI copies included routes w
     iter_route_contexts = None  # type: ignore[assignment]
 
 _INDEX_KEY = "route_template_index"
+_METHODS_KEY = "route_methods_index"
 
 
 def route_template(scope: Scope) -> str | None:
@@ -58,3 +59,25 @@ def _build_index(app: Any) -> dict[int, tuple[Any, list[tuple[re.Pattern[str] | 
         original = context.original_route
         index.setdefault(id(original), (original, []))[1].append((getattr(context, "path_regex", None), template))
     return index
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method some route serves at ``path`` (for the ``Allow`` header of a 405: Starlette names only
+    the methods of the first route that matched the path, not of all the routes sharing it)."""
+    state = getattr(app, "state", None)
+    routes: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(state, _METHODS_KEY, None)
+    if routes is None:
+        routes = []
+        if iter_route_contexts is not None:
+            for context in iter_route_contexts(getattr(app, "routes", [])):
+                regex = getattr(context, "path_regex", None)
+                methods = getattr(context.original_route, "methods", None)
+                if regex is not None and methods:
+                    routes.append((regex, frozenset(methods)))
+        if state is not None:
+            setattr(state, _METHODS_KEY, routes)
+    allowed: set[str] = set()
+    for regex, methods in routes:
+        if regex.match(path):
+            allowed |= methods
+    return sorted(allowed)

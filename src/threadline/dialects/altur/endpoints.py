@@ -34,6 +34,7 @@ from threadline.runs import service as runs
 from threadline.runs.waiting import wait_for_run
 from threadline.threads import service as threads
 from threadline.web.deps import SessionDep
+from threadline.web.limits import Held
 from threadline.web.responses import json_response
 from threadline.web.surfaces import ErrorInfo
 
@@ -108,6 +109,15 @@ def _parse(raw: bytes) -> SendMessage:
 async def send_message(request: Request, session: SessionDep, auth: WriteAuth) -> Response:
     """Store the end user's message in their thread with the agent, wait (bounded) for the agent's replies."""
     body = _parse(await request.body())
+    # The answer waits for the agent: a place first, so that a 429 leaves nothing stored.
+    place = await request.app.state.limits.take(Held.WAITS, auth)
+    try:
+        return await _send(request, session, auth, body)
+    finally:
+        place.release()
+
+
+async def _send(request: Request, session: AsyncSession, auth: Principal, body: SendMessage) -> Response:
     workspace_id = auth.workspace_id
     try:
         thread = await threads.thread_between(
