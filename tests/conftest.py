@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from threadline.api_keys.service import create_key
 from threadline.app import create_app
+from threadline.audit.service import Actor
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, write_engine
@@ -136,13 +137,13 @@ async def make_tenant(
 ) -> Tenant:
     async with sessionmaker() as session, session.begin():
         ws = await create_workspace(session, name=f"ws-{uuid.uuid4().hex[:12]}")
-        _, secret = await create_key(session, workspace_id=ws.id, scopes=scopes, name="test")
+        _, secret = await create_key(session, workspace_id=ws.id, scopes=scopes, name="test", actor=Actor.cli())
     return Tenant(ws.id, ws.name, secret, {"Authorization": f"Bearer {secret}"})
 
 
 async def add_key(sessionmaker: async_sessionmaker[AsyncSession], tenant: Tenant, scopes: tuple[Scope, ...]) -> str:
     async with sessionmaker() as session, session.begin():
-        _, secret = await create_key(session, workspace_id=tenant.workspace_id, scopes=scopes)
+        _, secret = await create_key(session, workspace_id=tenant.workspace_id, scopes=scopes, actor=Actor.cli())
     return secret
 
 

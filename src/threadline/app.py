@@ -172,6 +172,7 @@ async def _housekeeping(write_maker: Any, settings: Settings) -> None:
         for name, purge in (
             ("idempotency_keys", lambda: purge_expired(write_maker)),
             ("events", lambda: _purge_events(write_maker, settings.event_retention_days)),
+            ("audit_events", lambda: _purge_audit_events(write_maker, settings.audit_retention_days)),
         ):
             try:
                 purged = await purge()
@@ -182,11 +183,18 @@ async def _housekeeping(write_maker: Any, settings: Settings) -> None:
         await asyncio.sleep(settings.idempotency_purge_interval_s)
 
 
+async def _purge_audit_events(write_maker: Any, retention_days: float) -> int:
+    from threadline.audit.repository import purge_audit_events
+
+    async with write_maker() as session, session.begin():
+        return await purge_audit_events(session, before=ago(days(retention_days)))
+
+
 async def _purge_events(write_maker: Any, retention_days: float) -> int:
     from threadline.events.repository import purge_events
 
     async with write_maker() as session, session.begin():
-        return await purge_events(session, before=utcnow() - timedelta(days=retention_days))
+        return await purge_events(session, before=ago(days(retention_days)))
 
 
 def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tuple[Any, asyncio.Task[None]]:

@@ -430,6 +430,7 @@ def keys() -> None:
 def keys_create(workspace_name: str, scopes: str, name: str, database_url: str | None) -> None:
     """Create an API key; the secret is the last line of output and is never shown again."""
     from threadline.api_keys.service import create_key
+    from threadline.audit.service import Actor
     from threadline.workspaces.service import find_workspace
 
     scope_list = _parse_scopes(scopes)
@@ -439,7 +440,7 @@ def keys_create(workspace_name: str, scopes: str, name: str, database_url: str |
         ws = await find_workspace(session, name=workspace_name)
         if ws is None:
             raise CliError(f"no workspace named '{workspace_name}' (see `threadline workspaces list`)")
-        key, secret = await create_key(session, workspace_id=ws.id, scopes=scope_list, name=name)
+        key, secret = await create_key(session, workspace_id=ws.id, scopes=scope_list, name=name, actor=Actor.cli())
         return str(key.public_id), list(key.scopes), secret
 
     key_id, key_scopes, secret = _with_data(settings, body, write=True)
@@ -489,11 +490,12 @@ def keys_list(workspace_name: str | None, database_url: str | None) -> None:
 def keys_revoke(key_id: str, database_url: str | None) -> None:
     """Revoke the key with id KEY_ID (from `threadline keys list`); it is refused from the next request on."""
     from threadline.api_keys.service import revoke_key_by_public_id
+    from threadline.audit.service import Actor
 
     settings = _settings(database_url)
 
     async def body(session: AsyncSession) -> str:
-        key = await revoke_key_by_public_id(session, key_id=key_id)
+        key = await revoke_key_by_public_id(session, key_id=key_id, actor=Actor.cli())
         if key is None:
             raise CliError(f"no API key with id '{key_id}' (see `threadline keys list`)")
         return _fmt_time(key.revoked_at)
@@ -630,6 +632,7 @@ def secrets() -> None:
 def secrets_rotate(batch_size: int, database_url: str | None) -> None:
     """Re-encrypt every stored secret with the first key of THREADLINE_SECRET_KEYS (every workspace's
     integration secrets, webhook signing secrets and agent HTTP tool headers), so older keys can be dropped."""
+    from threadline.audit.service import Actor
     from threadline.integrations.rotation import RotationReport, rotate_secret_keys
     from threadline.kit.secrets import secret_box
 
@@ -644,7 +647,9 @@ def secrets_rotate(batch_size: int, database_url: str | None) -> None:
 
     async def run(engine: AsyncEngine) -> RotationReport:
         await _require_schema_at_head(engine)
-        return await rotate_secret_keys(_write_maker(engine), settings=settings, batch_size=batch_size)
+        return await rotate_secret_keys(
+            _write_maker(engine), settings=settings, actor=Actor.cli(), batch_size=batch_size
+        )
 
     report = _run(lambda: _with_engine(settings, run))
     counts = report.rotated

@@ -26,6 +26,7 @@ from tests.integrations.helpers import (
     sms_body,
     whatsapp_body,
 )
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db.base import Base
 from threadline.errors import Conflict, NotFound
@@ -365,7 +366,12 @@ async def test_secrets_no_key_opens_can_only_be_replaced_whole(
         async with sessionmaker() as session, session.begin():
             data = IntegrationUpdate.model_validate({"secrets": secrets_})
             await update_integration(
-                session, workspace_id=tenant.workspace_id, integration_id=created["id"], data=data, settings=other
+                session,
+                workspace_id=tenant.workspace_id,
+                integration_id=created["id"],
+                data=data,
+                settings=other,
+                actor=Actor.cli(),
             )
 
     with pytest.raises(Conflict) as refused:

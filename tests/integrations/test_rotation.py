@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from tests.integrations.helpers import sms_body, whatsapp_body
+from threadline.audit.service import Actor
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
@@ -104,14 +105,20 @@ async def _seed(maker: Maker, settings: Settings, *, workspaces: int = 2) -> See
             ws = await create_workspace(session, name=f"rotate-{n}-{uuid.uuid4().hex[:6]}")
             for body in (sms_body(), whatsapp_body(), {"type": "api"}):
                 data = IntegrationCreate.model_validate(body)
-                created = await create_integration(session, workspace_id=ws.id, data=data, settings=settings)
+                created = await create_integration(
+                    session, workspace_id=ws.id, data=data, settings=settings, actor=Actor.cli()
+                )
                 given = {k: v.get_secret_value() for k, v in data.secrets.items()}
                 integrations[str(created.integration.public_id)] = given
         endpoint, first_secret = await create_webhook(
-            session, workspace_id=ws.id, data=WebhookCreate(url="https://hooks.example.com/in"), settings=settings
+            session,
+            workspace_id=ws.id,
+            data=WebhookCreate(url="https://hooks.example.com/in"),
+            settings=settings,
+            actor=Actor.cli(),
         )
         endpoint, secret = await rotate_secret(
-            session, workspace_id=ws.id, webhook_id=str(endpoint.public_id), settings=settings
+            session, workspace_id=ws.id, webhook_id=str(endpoint.public_id), settings=settings, actor=Actor.cli()
         )
         headers = {"Authorization": f"Bearer {secrets.token_hex(8)}"}
         tool = {"type": "http", "name": "lookup", "url": "https://shop.example.com/api", "headers": headers}
@@ -170,7 +177,7 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_be_dropped(own_
     lost = await _seed(maker, _settings(url, stranger), workspaces=1)
     before = await _snapshot(maker)
 
-    report = await rotate_secret_keys(maker, settings=_settings(url, new, old), batch_size=2)
+    report = await rotate_secret_keys(maker, settings=_settings(url, new, old), actor=Actor.cli(), batch_size=2)
 
     lost_ids = {f"integration {public_id}" for public_id, given in lost.integrations.items() if given}
     assert set(report.unreadable) == {
@@ -202,7 +209,7 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_be_dropped(own_
     }
 
     # Rotating again with the new key alone is harmless and finds the same unreadable rows.
-    again = await rotate_secret_keys(maker, settings=_settings(url, new), batch_size=500)
+    again = await rotate_secret_keys(maker, settings=_settings(url, new), actor=Actor.cli(), batch_size=500)
     assert again.rotated == report.rotated and set(again.unreadable) == set(report.unreadable)
     await _assert_everything_opens(maker, _settings(url, new), seeded)
 

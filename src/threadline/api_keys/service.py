@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.audit import service as audit
+from threadline.audit.actions import AuditAction
 from threadline.auth.keys import display_prefix, generate_key, hash_key
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
@@ -17,9 +19,9 @@ from threadline.models.enums import Scope
 
 
 async def create_key(
-    session: AsyncSession, *, workspace_id: int, scopes: Sequence[Scope], name: str = ""
+    session: AsyncSession, *, workspace_id: int, scopes: Sequence[Scope], actor: audit.Actor, name: str = ""
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret; the secret exists only in the return value."""
+    """A new key and its secret; the secret exists only in the return value (the audit log keeps its scopes)."""
     secret = generate_key()
     key = ApiKey(
         workspace_id=workspace_id,
@@ -30,6 +32,14 @@ async def create_key(
     )
     session.add(key)
     await session.flush()
+    await audit.record(
+        session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action=AuditAction.API_KEY_CREATED,
+        target_id=key.public_id,
+        details={"scopes": list(key.scopes)},
+    )
     return key, secret
 
 
@@ -49,22 +59,29 @@ async def get_key(session: AsyncSession, *, workspace_id: int, key_id: str) -> A
     return await WorkspaceRepository(session, workspace_id).get(ApiKey, key_id, label="API key")
 
 
-async def revoke_key(session: AsyncSession, *, workspace_id: int, key_id: str) -> ApiKey:
-    """Revoke a key; the next request made with it is refused. Revoking twice is harmless."""
+async def revoke_key(session: AsyncSession, *, workspace_id: int, key_id: str, actor: audit.Actor) -> ApiKey:
+    """Revoke a key; the next request made with it is refused. Revoking twice is harmless (and recorded once)."""
     key = await get_key(session, workspace_id=workspace_id, key_id=key_id)
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        await session.flush()
+    await _revoke(session, key, actor)
     return key
 
 
-async def revoke_key_by_public_id(session: AsyncSession, *, key_id: str) -> ApiKey | None:
+async def revoke_key_by_public_id(session: AsyncSession, *, key_id: str, actor: audit.Actor) -> ApiKey | None:
     """For the CLI, which acts for the operator of the installation, across workspaces."""
     uid = parse_uuid(key_id)
     if uid is None:
         return None
     key: ApiKey | None = (await session.execute(select(ApiKey).where(ApiKey.public_id == uid))).scalar_one_or_none()
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-        await session.flush()
+    if key is not None:
+        await _revoke(session, key, actor)
     return key
+
+
+async def _revoke(session: AsyncSession, key: ApiKey, actor: audit.Actor) -> None:
+    if key.revoked_at is not None:
+        return
+    key.revoked_at = utcnow()
+    await session.flush()
+    await audit.record(
+        session, workspace_id=key.workspace_id, actor=actor, action=AuditAction.API_KEY_REVOKED, target_id=key.public_id
+    )

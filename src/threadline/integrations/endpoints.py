@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from threadline.audit.deps import request_actor
 from threadline.integrations import service
 from threadline.integrations.repository import IntegrationRepository
 from threadline.integrations.schemas import (
@@ -29,9 +30,11 @@ router = APIRouter(prefix="/integrations", tags=["integrations"])
     "which are stored encrypted and never returned (`secrets_set` lists their names).",
 )
 async def create_integration(
-    body: IntegrationCreate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+    body: IntegrationCreate, request: Request, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> IntegrationRead:
-    result = await service.create_integration(session, workspace_id=auth.workspace_id, data=body, settings=settings)
+    result = await service.create_integration(
+        session, workspace_id=auth.workspace_id, data=body, settings=settings, actor=request_actor(auth, request)
+    )
     return IntegrationRead.of(*result)
 
 
@@ -66,10 +69,20 @@ async def get_integration(integration_id: str, session: SessionDep, auth: ReadAu
     "the settings whole; `secrets` replaces the secrets it names and keeps the others.",
 )
 async def update_integration(
-    integration_id: str, body: IntegrationUpdate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+    integration_id: str,
+    body: IntegrationUpdate,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    auth: WriteAuth,
 ) -> IntegrationRead:
     result = await service.update_integration(
-        session, workspace_id=auth.workspace_id, integration_id=integration_id, data=body, settings=settings
+        session,
+        workspace_id=auth.workspace_id,
+        integration_id=integration_id,
+        data=body,
+        settings=settings,
+        actor=request_actor(auth, request),
     )
     return IntegrationRead.of(*result)
 
@@ -81,6 +94,8 @@ async def update_integration(
     summary="Delete an integration",
     description="Refused (409 `integration_in_use`) once threads came in through it: disable it instead.",
 )
-async def delete_integration(integration_id: str, session: SessionDep, auth: WriteAuth) -> Response:
-    await service.delete_integration(session, workspace_id=auth.workspace_id, integration_id=integration_id)
+async def delete_integration(integration_id: str, request: Request, session: SessionDep, auth: WriteAuth) -> Response:
+    await service.delete_integration(
+        session, workspace_id=auth.workspace_id, integration_id=integration_id, actor=request_actor(auth, request)
+    )
     return Response(status_code=204)

@@ -134,6 +134,7 @@ class CiphertextRow:
 
     id: int
     public_id: uuid.UUID
+    workspace_id: int
     values: dict[str, Any]
 
 
@@ -148,20 +149,23 @@ class CiphertextRepository:
 
     async def integrations(self, *, after_id: int, limit: int) -> list[CiphertextRow]:
         stmt = (
-            select(Integration.id, Integration.public_id, Integration.secrets_ciphertext)
+            select(Integration.id, Integration.public_id, Integration.workspace_id, Integration.secrets_ciphertext)
             .where(Integration.id > after_id, Integration.secrets_ciphertext.is_not(None))
             .order_by(Integration.id)
             .limit(limit)
             .with_for_update()
         )
         rows = await self.session.execute(stmt)
-        return [CiphertextRow(r.id, r.public_id, {"secrets_ciphertext": r.secrets_ciphertext}) for r in rows]
+        return [
+            CiphertextRow(r.id, r.public_id, r.workspace_id, {"secrets_ciphertext": r.secrets_ciphertext}) for r in rows
+        ]
 
     async def webhook_endpoints(self, *, after_id: int, limit: int) -> list[CiphertextRow]:
         stmt = (
             select(
                 WebhookEndpoint.id,
                 WebhookEndpoint.public_id,
+                WebhookEndpoint.workspace_id,
                 WebhookEndpoint.secret_ciphertext,
                 WebhookEndpoint.previous_secret_ciphertext,
             )
@@ -175,6 +179,7 @@ class CiphertextRepository:
             CiphertextRow(
                 r.id,
                 r.public_id,
+                r.workspace_id,
                 {"secret_ciphertext": r.secret_ciphertext, "previous_secret_ciphertext": r.previous_secret_ciphertext},
             )
             for r in rows
@@ -190,7 +195,7 @@ class CiphertextRepository:
         if last is None:
             return [], None
         stmt = (
-            select(AgentVersion.id, AgentVersion.public_id, AgentVersion.tools)
+            select(AgentVersion.id, AgentVersion.public_id, AgentVersion.workspace_id, AgentVersion.tools)
             .where(
                 AgentVersion.id > after_id,
                 AgentVersion.id <= last,
@@ -200,7 +205,7 @@ class CiphertextRepository:
             .with_for_update()
         )
         rows = await self.session.execute(stmt)
-        return [CiphertextRow(r.id, r.public_id, {"tools": r.tools}) for r in rows], int(last)
+        return [CiphertextRow(r.id, r.public_id, r.workspace_id, {"tools": r.tools}) for r in rows], int(last)
 
     async def rewrite(self, model: Any, rows: Sequence[CiphertextRow]) -> None:
         """Write each row's ``values`` back (one executemany), leaving ``updated_at`` as it was."""

@@ -8,7 +8,9 @@ key. The procedure: put the new key first (keeping the old one after it) on ever
 ``threadline secrets rotate``, then drop the old key.
 
 Work goes in batches, each in its own transaction with its rows locked, so a large table is never held
-at once and a concurrent change is never overwritten. Plaintexts never leave ``SecretBox.rotate``.
+at once and a concurrent change is never overwritten. Plaintexts never leave ``SecretBox.rotate``. Each row
+re-encrypted is recorded in its workspace's audit log (``<kind>.secrets_reencrypted``), in its batch's
+transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from threadline.audit import service as audit
+from threadline.audit.actions import AuditAction
 from threadline.config import Settings
 from threadline.integrations.repository import CiphertextRepository, CiphertextRow
 from threadline.kit.secrets import SecretBox, SecretDecryptionError, secret_box
@@ -25,6 +29,11 @@ from threadline.models import AgentVersion, Integration, WebhookEndpoint
 
 Kind = Literal["integration", "webhook_endpoint", "agent_version"]
 KINDS: tuple[Kind, ...] = ("integration", "webhook_endpoint", "agent_version")
+_AUDIT_ACTIONS: dict[Kind, AuditAction] = {
+    "integration": AuditAction.INTEGRATION_SECRETS_REENCRYPTED,
+    "webhook_endpoint": AuditAction.WEBHOOK_SECRETS_REENCRYPTED,
+    "agent_version": AuditAction.AGENT_VERSION_SECRETS_REENCRYPTED,
+}
 DEFAULT_BATCH_SIZE = 200
 
 
@@ -42,10 +51,10 @@ class RotationReport:
 
 
 async def rotate_batch(
-    session: AsyncSession, *, settings: Settings, kind: Kind, after_id: int, limit: int
+    session: AsyncSession, *, settings: Settings, kind: Kind, after_id: int, limit: int, actor: audit.Actor
 ) -> BatchResult:
-    """Re-encrypt the next ``limit`` rows of ``kind`` after ``after_id`` with the first key (this flushes;
-    the caller commits)."""
+    """Re-encrypt the next ``limit`` rows of ``kind`` after ``after_id`` with the first key, each recorded as
+    done by ``actor`` (this flushes; the caller commits)."""
     box = secret_box(settings)
     repo = CiphertextRepository(session)
     model: Any
@@ -65,8 +74,12 @@ async def rotate_batch(
         except SecretDecryptionError:
             unreadable.append(f"{kind} {row.public_id}")
             continue
-        rotated.append(CiphertextRow(row.id, row.public_id, values))
+        rotated.append(CiphertextRow(row.id, row.public_id, row.workspace_id, values))
     await repo.rewrite(model, rotated)
+    for row in rotated:
+        await audit.record(
+            session, workspace_id=row.workspace_id, actor=actor, action=_AUDIT_ACTIONS[kind], target_id=row.public_id
+        )
     return BatchResult(rotated=len(rotated), unreadable=tuple(unreadable), last_id=last_id)
 
 
@@ -86,10 +99,15 @@ def _rotate_tool(box: SecretBox, tool: Any) -> Any:
 
 
 async def rotate_secret_keys(
-    sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    actor: audit.Actor,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> RotationReport:
     """Every stored secret re-encrypted with the first of ``settings``' keys, ``batch_size`` rows per
-    transaction. Rows no configured key opens are left as they were and listed in the report."""
+    transaction, each row recorded in the audit log as done by ``actor``. Rows no configured key opens are
+    left as they were and listed in the report."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     report = RotationReport()
@@ -97,7 +115,9 @@ async def rotate_secret_keys(
         after_id = 0
         while True:
             async with sessionmaker() as session, session.begin():
-                result = await rotate_batch(session, settings=settings, kind=kind, after_id=after_id, limit=batch_size)
+                result = await rotate_batch(
+                    session, settings=settings, kind=kind, after_id=after_id, limit=batch_size, actor=actor
+                )
             report.rotated[kind] += result.rotated
             report.unreadable.extend(result.unreadable)
             if result.last_id is None:

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.audit import service as audit
+from threadline.audit.actions import AuditAction
 from threadline.config import Settings
 from threadline.errors import Conflict, NotFound, ValidationFailed
 from threadline.integrations.channel_config import SECRETS, validate_secrets, validate_settings
@@ -97,7 +99,7 @@ def _store_secrets(integration: Integration, secrets: dict[str, str], settings: 
 
 
 async def create_integration(
-    session: AsyncSession, *, workspace_id: int, data: IntegrationCreate, settings: Settings
+    session: AsyncSession, *, workspace_id: int, data: IntegrationCreate, settings: Settings, actor: audit.Actor
 ) -> IntegrationWithAgent:
     """A new integration; its settings are checked against its type and all its type's secrets are required
     (422 naming the field, never quoting a secret)."""
@@ -116,6 +118,14 @@ async def create_integration(
     _store_secrets(integration, secrets, settings)
     session.add(integration)
     await session.flush()
+    await audit.record(
+        session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action=AuditAction.INTEGRATION_CREATED,
+        target_id=integration.public_id,
+        details={"type": integration.type.value, "secrets": list(integration.secret_names)},
+    )
     return IntegrationWithAgent(integration, agent.public_id if agent else None)
 
 
@@ -163,11 +173,18 @@ async def list_integrations(
 
 
 async def update_integration(
-    session: AsyncSession, *, workspace_id: int, integration_id: str, data: IntegrationUpdate, settings: Settings
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    integration_id: str,
+    data: IntegrationUpdate,
+    settings: Settings,
+    actor: audit.Actor,
 ) -> IntegrationWithAgent:
     """Changes the fields present in ``data``; ``agent_id: null`` detaches the agent. ``type`` is fixed.
     ``settings`` are replaced as a whole (and checked against the type); ``secrets`` replace the stored
-    secrets they name and keep the others."""
+    secrets they name and keep the others. The audit log records the names of the fields that changed
+    (and of the secrets replaced)."""
     repo = IntegrationRepository(session, workspace_id)
     new_secrets = data.secrets if "secrets" in data.model_fields_set else None
     integration = await repo.get_integration(integration_id, for_update=bool(new_secrets))
@@ -182,8 +199,12 @@ async def update_integration(
         )
     if "settings" in changes:
         changes["settings"] = validate_settings(integration.type, changes["settings"])
+    before = _audited_fields(integration)
+    replaced: list[str] = []
     if new_secrets:
-        _merge_secrets(integration, validate_secrets(integration.type, new_secrets, require_all=False), settings)
+        given = validate_secrets(integration.type, new_secrets, require_all=False)
+        _merge_secrets(integration, given, settings)
+        replaced = sorted(given)
     if "agent_id" in changes:
         wanted = changes.pop("agent_id")
         agent = await repo.get_agent(wanted, param="agent_id") if wanted is not None else None
@@ -191,13 +212,40 @@ async def update_integration(
     for field, value in changes.items():
         setattr(integration, field, value)
     await session.flush()
+    after = _audited_fields(integration)
+    changed = [name for name in before if before[name] != after[name]] + (["secrets"] if replaced else [])
+    if changed:
+        details: dict[str, Any] = {"fields": changed}
+        if replaced:
+            details["secrets"] = replaced
+        await audit.record(
+            session,
+            workspace_id=workspace_id,
+            actor=actor,
+            action=AuditAction.INTEGRATION_UPDATED,
+            target_id=integration.public_id,
+            details=details,
+        )
     return await _with_agent(repo, integration)
 
 
-async def delete_integration(session: AsyncSession, *, workspace_id: int, integration_id: str) -> None:
+def _audited_fields(integration: Integration) -> dict[str, Any]:
+    """The integration's fields an update may change, by their API names (secrets apart: never compared)."""
+    return {
+        "name": integration.name,
+        "agent_id": integration.agent_id,
+        "enabled": integration.enabled,
+        "settings": dict(integration.settings),
+    }
+
+
+async def delete_integration(
+    session: AsyncSession, *, workspace_id: int, integration_id: str, actor: audit.Actor
+) -> None:
     """Deletes an integration no thread came through; messages sent through it keep no integration."""
     repo = IntegrationRepository(session, workspace_id)
     integration = await repo.get_integration(integration_id)
+    public_id = integration.public_id
     if await repo.has_threads(integration):
         raise _in_use(integration)
     try:
@@ -206,6 +254,9 @@ async def delete_integration(session: AsyncSession, *, workspace_id: int, integr
     except IntegrityError:
         # A thread took it up between the check and the delete.
         raise _in_use(integration) from None
+    await audit.record(
+        session, workspace_id=workspace_id, actor=actor, action=AuditAction.INTEGRATION_DELETED, target_id=public_id
+    )
 
 
 def _merge_secrets(integration: Integration, given: dict[str, str], settings: Settings) -> None:

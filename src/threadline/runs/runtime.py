@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from threadline.audit import service as audit
 from threadline.config import Settings
 from threadline.events import transient
 from threadline.events.types import EventType
@@ -717,6 +718,7 @@ async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actio
             workspace_id=workspace_id,
             thread_id=str(thread.public_id),
             data=ThreadUpdate(**fields),
+            actor=audit.Actor.agent(thread.agent_id),
             by="agent",
             handoff_reason=handoff.reason if handoff else None,
         )

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from threadline.audit.deps import request_actor
 from threadline.kit.schemas import Timestamp
 from threadline.models import Thread
+from threadline.privacy.schemas import ERASED_RESPONSES
 from threadline.threads import service
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import (
@@ -69,8 +71,12 @@ async def get_thread(thread_id: str, session: SessionDep, auth: ReadAuth) -> Thr
 
 
 @router.patch("/{thread_id}", response_model=ThreadRead, summary="Pause or resume the AI, block, tag, assign")
-async def update_thread(thread_id: str, body: ThreadUpdate, session: SessionDep, auth: WriteAuth) -> ThreadRead:
-    thread = await service.update_thread(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+async def update_thread(
+    thread_id: str, body: ThreadUpdate, request: Request, session: SessionDep, auth: WriteAuth
+) -> ThreadRead:
+    thread = await service.update_thread(
+        session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body, actor=request_actor(auth, request)
+    )
     return await _render_one(ThreadRepository(session, auth.workspace_id), thread)
 
 

@@ -7,6 +7,9 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.audit import service as audit
+from threadline.audit.actions import AuditAction
+from threadline.end_users.repository import EndUserRepository
 from threadline.errors import InvalidRequest, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
@@ -135,13 +138,15 @@ async def update_thread(
     workspace_id: int,
     thread_id: str,
     data: ThreadUpdate,
+    actor: audit.Actor,
     by: str = "api",
     handoff_reason: str | None = None,
 ) -> Thread:
     """Change only the fields present in ``data``; tags and assigned_to replace the whole set.
 
     ``active`` going false is a handoff to a human (``thread.handoff_started``), going true hands the
-    thread back to the agent (``thread.handoff_ended``); ``by`` says who did it (api, agent, flow)."""
+    thread back to the agent (``thread.handoff_ended``); ``by`` says who did it (api, agent, flow). Handoffs
+    and (un)blocking are recorded in the audit log as done by ``actor``."""
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
     fields = data.model_fields_set
@@ -186,7 +191,20 @@ async def update_thread(
             )
             if not thread.active and by != "agent":
                 await _hold_agent_messages(session, workspace_id, thread.id)
+        await _audit(session, workspace_id, thread, changes, actor)
     return thread
+
+
+async def _audit(
+    session: AsyncSession, workspace_id: int, thread: Thread, changes: list[str], actor: audit.Actor
+) -> None:
+    actions = []
+    if "active" in changes:
+        actions.append(AuditAction.THREAD_HANDED_BACK if thread.active else AuditAction.THREAD_HANDED_OFF)
+    if "blocked" in changes:
+        actions.append(AuditAction.THREAD_BLOCKED if thread.blocked else AuditAction.THREAD_UNBLOCKED)
+    for action in actions:
+        await audit.record(session, workspace_id=workspace_id, actor=actor, action=action, target_id=thread.public_id)
 
 
 async def _hold_agent_messages(session: AsyncSession, workspace_id: int, thread_key: int) -> None:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from threadline.audit.deps import request_actor
 from threadline.models import WebhookEndpoint
 from threadline.models.enums import WebhookDeliveryStatus
 from threadline.web.deps import ReadAuth, SessionDep, SettingsDep, WriteAuth
@@ -37,10 +38,10 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
     "link-local networks is a 422 (`url_not_allowed`) unless the server allows it.",
 )
 async def create_webhook(
-    body: WebhookCreate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+    body: WebhookCreate, request: Request, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> WebhookWithSecret:
     endpoint, secret = await service.create_webhook(
-        session, workspace_id=auth.workspace_id, data=body, settings=settings
+        session, workspace_id=auth.workspace_id, data=body, settings=settings, actor=request_actor(auth, request)
     )
     return WebhookWithSecret.with_secret(endpoint, secret)
 
@@ -70,10 +71,15 @@ async def get_webhook(webhook_id: str, session: SessionDep, auth: ReadAuth) -> W
     "clears its run of failures (replay what it missed with `POST /v1/webhooks/{id}/replay`).",
 )
 async def update_webhook(
-    webhook_id: str, body: WebhookUpdate, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+    webhook_id: str, body: WebhookUpdate, request: Request, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> WebhookRead:
     endpoint = await service.update_webhook(
-        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, data=body, settings=settings
+        session,
+        workspace_id=auth.workspace_id,
+        webhook_id=webhook_id,
+        data=body,
+        settings=settings,
+        actor=request_actor(auth, request),
     )
     return WebhookRead.of(endpoint)
 
@@ -84,8 +90,10 @@ async def update_webhook(
     response_class=Response,
     summary="Delete a webhook endpoint and its delivery log",
 )
-async def delete_webhook(webhook_id: str, session: SessionDep, auth: WriteAuth) -> Response:
-    await service.delete_webhook(session, workspace_id=auth.workspace_id, webhook_id=webhook_id)
+async def delete_webhook(webhook_id: str, request: Request, session: SessionDep, auth: WriteAuth) -> Response:
+    await service.delete_webhook(
+        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, actor=request_actor(auth, request)
+    )
     return Response(status_code=204)
 
 
@@ -97,10 +105,14 @@ async def delete_webhook(webhook_id: str, session: SessionDep, auth: WriteAuth) 
     "switch without missing any.",
 )
 async def rotate_secret(
-    webhook_id: str, settings: SettingsDep, session: SessionDep, auth: WriteAuth
+    webhook_id: str, request: Request, settings: SettingsDep, session: SessionDep, auth: WriteAuth
 ) -> WebhookWithSecret:
     endpoint, secret = await service.rotate_secret(
-        session, workspace_id=auth.workspace_id, webhook_id=webhook_id, settings=settings
+        session,
+        workspace_id=auth.workspace_id,
+        webhook_id=webhook_id,
+        settings=settings,
+        actor=request_actor(auth, request),
     )
     return WebhookWithSecret.with_secret(endpoint, secret)
 

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.audit import service as audit
+from threadline.audit.actions import AuditAction
 from threadline.config import Settings
 from threadline.errors import Conflict, ValidationFailed
 from threadline.events import service as events
@@ -78,7 +80,7 @@ async def _check_url(url: str, settings: Settings) -> None:
 
 
 async def create_webhook(
-    session: AsyncSession, *, workspace_id: int, data: WebhookCreate, settings: Settings
+    session: AsyncSession, *, workspace_id: int, data: WebhookCreate, settings: Settings, actor: audit.Actor
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     await _check_url(data.url, settings)
@@ -94,6 +96,15 @@ async def create_webhook(
     )
     session.add(endpoint)
     await session.flush()
+    # Not the URL: a receiver may authenticate with a token in it.
+    await audit.record(
+        session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action=AuditAction.WEBHOOK_CREATED,
+        target_id=endpoint.public_id,
+        details={"event_types": list(endpoint.event_types), "enabled": endpoint.enabled},
+    )
     return endpoint, secret
 
 
@@ -108,15 +119,23 @@ async def list_webhooks(
 
 
 async def update_webhook(
-    session: AsyncSession, *, workspace_id: int, webhook_id: str, data: WebhookUpdate, settings: Settings
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    webhook_id: str,
+    data: WebhookUpdate,
+    settings: Settings,
+    actor: audit.Actor,
 ) -> WebhookEndpoint:
     """Change the fields present in ``data``. Disabling fails the endpoint's pending deliveries;
-    re-enabling clears the disabled reason and the run of failures."""
+    re-enabling clears the disabled reason and the run of failures. The audit log records the names of the
+    fields that changed."""
     repo = WebhookRepository(session, workspace_id)
     endpoint = await repo.get_endpoint(webhook_id)
     changes = data.model_dump(include=data.model_fields_set)
     if "url" in changes:
         await _check_url(changes["url"], settings)
+    changed = [name for name, value in changes.items() if getattr(endpoint, name) != value]
     enabled = changes.pop("enabled", None)
     for field, value in changes.items():
         setattr(endpoint, field, value)
@@ -128,17 +147,31 @@ async def update_webhook(
     await session.flush()
     if enabled is False and endpoint.enabled:
         await disable_endpoint(session, repo, endpoint, reason="disabled through the API", automatic=False)
+    if changed:
+        await audit.record(
+            session,
+            workspace_id=workspace_id,
+            actor=actor,
+            action=AuditAction.WEBHOOK_UPDATED,
+            target_id=endpoint.public_id,
+            details={"fields": changed},
+        )
     return endpoint
 
 
-async def delete_webhook(session: AsyncSession, *, workspace_id: int, webhook_id: str) -> None:
+async def delete_webhook(session: AsyncSession, *, workspace_id: int, webhook_id: str, actor: audit.Actor) -> None:
     """Deletes the endpoint with its delivery log; jobs still queued for it find nothing and do nothing."""
     repo = WebhookRepository(session, workspace_id)
-    await repo.delete_endpoint(await repo.get_endpoint(webhook_id))
+    endpoint = await repo.get_endpoint(webhook_id)
+    public_id = endpoint.public_id
+    await repo.delete_endpoint(endpoint)
+    await audit.record(
+        session, workspace_id=workspace_id, actor=actor, action=AuditAction.WEBHOOK_DELETED, target_id=public_id
+    )
 
 
 async def rotate_secret(
-    session: AsyncSession, *, workspace_id: int, webhook_id: str, settings: Settings
+    session: AsyncSession, *, workspace_id: int, webhook_id: str, settings: Settings, actor: audit.Actor
 ) -> tuple[WebhookEndpoint, str]:
     """A new signing secret; the previous one keeps signing alongside it for ``PREVIOUS_SECRET_GRACE``."""
     endpoint = await WebhookRepository(session, workspace_id).get_endpoint(webhook_id)
@@ -147,6 +180,13 @@ async def rotate_secret(
     endpoint.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_GRACE
     endpoint.secret_ciphertext = secret_box(settings).encrypt(secret)
     await session.flush()
+    await audit.record(
+        session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        target_id=endpoint.public_id,
+    )
     return endpoint, secret
 
 
@@ -161,6 +201,14 @@ async def disable_endpoint(
     await session.flush()
     failed = await repo.fail_pending(endpoint.id, error=DISABLED_ERROR)
     if automatic:
+        await audit.record(
+            session,
+            workspace_id=repo.workspace_id,
+            actor=audit.Actor.system(),
+            action=AuditAction.WEBHOOK_DISABLED,
+            target_id=endpoint.public_id,
+            details={"consecutive_failures": endpoint.consecutive_failures},
+        )
         events.record(
             session,
             workspace_id=repo.workspace_id,

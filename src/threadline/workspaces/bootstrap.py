@@ -166,6 +166,7 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
         workspace_id=workspace.id,
         scopes=[Scope.READ, Scope.WRITE, Scope.ADMIN],
         name=BOOTSTRAP_KEY_NAME,
+        actor=Actor.system(),
     )
     agent = Agent(
         workspace_id=workspace.id,
