@@ -211,12 +211,14 @@ def _include_routers(app: FastAPI) -> None:
     from threadline import dialects
     from threadline.agents.endpoints import router as agents
     from threadline.api_keys.endpoints import router as api_keys
+    from threadline.audit.endpoints import router as audit_events
     from threadline.channels.endpoints import router as channels
     from threadline.end_users.endpoints import router as end_users
     from threadline.events.endpoints import router as events
     from threadline.health.endpoints import router as health
     from threadline.integrations.endpoints import router as integrations
     from threadline.messages.endpoints import router as messages
+    from threadline.privacy.endpoints import router as privacy
     from threadline.runs.endpoints import router as runs
     from threadline.tags.endpoints import router as tags
     from threadline.threads.endpoints import router as threads
@@ -226,5 +228,19 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health)
     app.include_router(channels)  # the providers' signed webhooks, at the root: /channels/...
     dialects.install(app)
-    for router in (agents, end_users, integrations, users, tags, threads, messages, runs, events, webhooks, api_keys):
-        app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)
+    for router in (
+        agents,
+        end_users,
+        integrations,
+        users,
+        tags,
+        threads,
+        messages,
+        runs,
+        events,
+        webhooks,
+        api_keys,
+        audit_events,
+        privacy,
+    ):
+        app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES, dependencies=[Depends(single_valued_query)])

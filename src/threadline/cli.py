@@ -8,6 +8,7 @@ print one line to stderr and exit 1; they never show a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -663,6 +664,142 @@ def secrets_rotate(batch_size: int, database_url: str | None) -> None:
         raise CliError(
             f"{len(report.unreadable)} left as they were: no configured key decrypts them (was a key removed too soon?)"
         )
+
+
+@main.group("end-users")
+def end_users() -> None:
+    """Export or erase an end user's data (GDPR articles 15, 17 and 20); see docs/privacy.md."""
+
+
+async def _workspace_key(session: AsyncSession, name: str) -> int:
+    from threadline.workspaces.service import find_workspace
+
+    ws = await find_workspace(session, name=name)
+    if ws is None:
+        raise CliError(f"no workspace named '{name}' (see `threadline workspaces list`)")
+    return ws.id
+
+
+@end_users.command("export")
+@click.option("--workspace", "workspace_name", required=True, help="Name of the end user's workspace.")
+@click.argument("end_user_id")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the export to FILE (written whole or not at all); default: standard output.",
+)
+@database_url_option
+def end_users_export(workspace_name: str, end_user_id: str, output: Path | None, database_url: str | None) -> None:
+    """Everything held about end user END_USER_ID, as JSON Lines: what GET /v1/end_users/{id}/export answers."""
+    import sys
+
+    from threadline.audit.service import Actor
+    from threadline.privacy.export import open_export
+    from threadline.privacy.service import record_export
+
+    settings = _settings(database_url)
+    partial = output.with_name(f".{output.name}.partial") if output is not None else None
+
+    async def body(session: AsyncSession) -> int:
+        export = await open_export(
+            session, workspace_id=await _workspace_key(session, workspace_name), end_user_id=end_user_id
+        )
+        with partial.open("wb") if partial is not None else contextlib.nullcontext(sys.stdout.buffer) as out:
+            async for chunk in export.chunks():
+                out.write(chunk)
+            out.flush()
+        return sum(export.counts.values())
+
+    try:
+        items = _with_data(settings, body)
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise
+
+    async def audited(session: AsyncSession) -> None:
+        await record_export(
+            session,
+            workspace_id=await _workspace_key(session, workspace_name),
+            end_user_id=end_user_id,
+            actor=Actor.cli(),
+        )
+
+    _with_data(settings, audited, write=True)
+    if output is not None and partial is not None:
+        partial.replace(output)
+        click.echo(f"exported end user {end_user_id} to {output} ({items} items)", err=True)
+
+
+@end_users.command("erase")
+@click.option("--workspace", "workspace_name", required=True, help="Name of the end user's workspace.")
+@click.argument("end_user_id")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Carry the erasure out in this process (unless a worker has taken it) and return when it is done.",
+)
+@database_url_option
+def end_users_erase(workspace_name: str, end_user_id: str, wait: bool, database_url: str | None) -> None:
+    """Erase end user END_USER_ID and everything that holds their words: what DELETE
+    /v1/end_users/{id}?erase=true does. A job does the work; without --wait, a worker (`threadline serve` or
+    `threadline worker`) carries it out. Asking again for the same end user shows the same erasure."""
+    from threadline.audit.service import Actor
+    from threadline.privacy.service import request_erasure
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> tuple[int, str, str]:
+        workspace_id = await _workspace_key(session, workspace_name)
+        erasure = await request_erasure(session, workspace_id=workspace_id, end_user_id=end_user_id, actor=Actor.cli())
+        return workspace_id, str(erasure.public_id), str(erasure.status)
+
+    workspace_id, erasure_id, status = _with_data(settings, body, write=True)
+    click.echo(f"erasure {erasure_id} of end user {end_user_id}: {status}")
+    if not wait or status == "completed":
+        return
+    _import_tasks(settings)
+    result = _run(lambda: _with_engine(settings, lambda engine: _carry_out(engine, settings, workspace_id, erasure_id)))
+    if result.status != "completed":
+        raise CliError(f"erasure {erasure_id} failed ({result.error or 'unknown error'}); run this again to resume it")
+    erased = result.erased
+    click.echo(
+        f"erasure {erasure_id}: completed; erased {erased.messages} messages in {erased.threads} threads, "
+        f"{erased.events} events, {erased.webhook_deliveries} webhook deliveries, "
+        f"{erased.idempotency_keys} stored responses"
+    )
+
+
+async def _carry_out(engine: AsyncEngine, settings: Settings, workspace_id: int, erasure_id: str) -> Any:
+    """Run erasures in this process until erasure ``erasure_id`` is done (another worker may do it instead)."""
+    from threadline.defaults import configure_services
+    from threadline.jobs.worker import Worker, WorkerOptions
+    from threadline.privacy.erasure import ERASE_KIND
+    from threadline.privacy.schemas import ErasureRead
+    from threadline.privacy.service import get_erasure
+
+    configure_services(settings)
+    maker = _write_maker(engine)
+    worker = Worker(maker, WorkerOptions.from_settings(settings, kinds=(ERASE_KIND,), concurrency=1), settings=settings)
+    running = asyncio.create_task(worker.run())
+    step = None
+    try:
+        while True:
+            async with maker() as session:
+                erasure, stopped = await get_erasure(session, workspace_id=workspace_id, erasure_id=erasure_id)
+                shown = ErasureRead.of(erasure, job_dead=stopped)
+            if shown.step != step:
+                step = shown.step
+                erased = shown.erased
+                click.echo(f"  {step}: {erased.messages} messages, {erased.threads} threads erased", err=True)
+            if shown.status in ("completed", "failed"):
+                return shown
+            if running.done():
+                running.result()  # the worker stopped: say why
+            await asyncio.sleep(0.2)
+    finally:
+        worker.stop()
+        await running
 
 
 if __name__ == "__main__":

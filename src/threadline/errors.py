@@ -61,10 +61,24 @@ class NotFound(ThreadlineError):
     type = "not_found_error"
 
 
+class Gone(ThreadlineError):
+    """What was there is gone for good (an erased end user, and their threads while the erasure runs)."""
+
+    status_code = 410
+    code = "gone"
+    type = "not_found_error"
+
+
 class Conflict(ThreadlineError):
     status_code = 409
     code = "conflict"
     type = "conflict_error"
+
+
+class TooManyRequests(ThreadlineError):
+    status_code = 429
+    code = "rate_limited"
+    type = "rate_limit_error"
 
 
 class Unavailable(ThreadlineError):

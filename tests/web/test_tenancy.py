@@ -34,6 +34,9 @@ async def _other_workspace_resources(client: httpx.AsyncClient, other: Tenant) -
         message = await post_message(client, thread["id"], "secret")
         key = (await client.post("/v1/api_keys", json={"scopes": ["read"]})).json()
         delivery = (await client.get(f"/v1/webhooks/{webhook['id']}/deliveries")).json()["data"][0]
+        audit_event = (await client.get("/v1/audit_events")).json()["data"][0]
+        erased = await create_end_user(client)
+        erasure = (await client.delete(f"/v1/end_users/{erased['id']}", params={"erase": "true"})).json()
     finally:
         for name in other.headers:
             client.headers.pop(name, None)
@@ -50,6 +53,8 @@ async def _other_workspace_resources(client: httpx.AsyncClient, other: Tenant) -
         "key_id": key["id"],
         "webhook_id": webhook["id"],
         "delivery_id": delivery["id"],
+        "audit_event_id": audit_event["id"],
+        "erasure_id": erasure["id"],
     }
 
 
@@ -84,6 +89,7 @@ async def test_every_route_treats_another_workspaces_ids_as_absent(
         ("/v1/integrations", "integration_id"),
         ("/v1/api_keys", "key_id"),
         ("/v1/webhooks", "webhook_id"),
+        ("/v1/audit_events", "audit_event_id"),
     ):
         for param in ("after", "before"):
             r = await client.get(path, params={param: ids[cursor]}, headers=tenant.headers)

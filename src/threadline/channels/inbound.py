@@ -323,7 +323,20 @@ async def _locked_end_user(
     session: AsyncSession, repo: InboundRepository, channel: ChannelType, address: str, display_name: str
 ) -> EndUser:
     """The end user at ``address`` on ``channel``, created if new, its row locked until the transaction
-    ends (what serializes the messages of one sender, as ``threads.service.thread_between`` does)."""
+    ends (what serializes the messages of one sender, as ``threads.service.thread_between`` does).
+
+    The one found may be erased while we wait for their row (the erasure frees the address, under that
+    lock): then the address is looked up again, and the message goes to a new end user, never to them."""
+    for _ in range(2):
+        locked = await _find_or_create(session, repo, channel, address, display_name)
+        if locked is not None:
+            return locked
+    raise Unavailable("the end user changed while this message was stored; try again")  # deleted meanwhile
+
+
+async def _find_or_create(
+    session: AsyncSession, repo: InboundRepository, channel: ChannelType, address: str, display_name: str
+) -> EndUser | None:
     end_user = await repo.end_user_by_address(channel, address)
     if end_user is None:
         created = EndUser(
@@ -340,9 +353,6 @@ async def _locked_end_user(
         except IntegrityError:
             # A concurrent first message from the same address created them (and committed): take theirs.
             end_user = await repo.end_user_by_address(channel, address)
-    locked = None
-    if end_user is not None:
-        locked = await ThreadRepository(session, repo.workspace_id).lock_end_user(str(end_user.public_id))
-    if locked is None:  # deleted meanwhile: the provider delivers the message again
-        raise Unavailable("the end user changed while this message was stored; try again")
-    return locked
+    if end_user is None:
+        return None
+    return await ThreadRepository(session, repo.workspace_id).lock_end_user(str(end_user.public_id))

@@ -31,6 +31,7 @@ __all__ = [
     "enqueue",
     "enqueue_read_receipt",
     "parts",
+    "receipt_dedupe_key",
 ]
 
 DELIVER_KIND: Final = "channels.deliver"
@@ -64,6 +65,11 @@ def dedupe_key(message_id: int) -> str:
     return f"message:{message_id}"
 
 
+def receipt_dedupe_key(message_id: int) -> str:
+    """The read-receipt job's key: one per message (an erasure finds the jobs of a message by these keys)."""
+    return f"read:{message_id}"
+
+
 async def enqueue(session: AsyncSession, message: Message) -> None:
     """Add the job that sends ``message`` (stored QUEUED) to the caller's transaction."""
     await jobs.enqueue(
@@ -85,5 +91,5 @@ async def enqueue_read_receipt(session: AsyncSession, *, workspace_id: int, mess
         payload={"message_id": message_id},
         workspace_id=workspace_id,
         max_attempts=_defaults["max_attempts"],
-        dedupe_key=f"read:{message_id}",
+        dedupe_key=receipt_dedupe_key(message_id),
     )

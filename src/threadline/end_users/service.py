@@ -81,6 +81,7 @@ async def update_end_user(
 
 
 async def delete_end_user(session: AsyncSession, *, workspace_id: int, end_user_id: str) -> None:
-    """Erases the end user with their threads and those threads' messages."""
+    """Deletes the end user with their threads and those threads' messages, in this transaction (an erasure
+    that also reaches events, webhook deliveries and stored responses is privacy.service's)."""
     repo = EndUserRepository(session, workspace_id)
     await repo.delete_end_user(await repo.get_end_user(end_user_id))

@@ -94,6 +94,7 @@ BUILTIN_TASK_MODULES: tuple[str, ...] = (
     "threadline.webhooks.tasks",
     "threadline.runs.tasks",
     "threadline.channels.delivery",
+    "threadline.privacy.tasks",
 )
 
 

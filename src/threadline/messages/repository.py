@@ -26,7 +26,8 @@ class MessageRepository(WorkspaceRepository):
         """Take the thread's next message number; returns the row (id, last_seq, last_message_at: the new
         message's time, integration_id, active,
         blocked, agent_version_id, discard_inbound, version_settings, version_public_id, channel) as it is
-        after the claim, or None if there is no such thread.
+        after the claim, or None if there is no such thread, or its end user is being erased (the erasure marks
+        the thread under this same row lock, so a message is stored before it begins or refused after).
 
         The UPDATE locks the thread row until the transaction ends, so the writers of one thread commit
         one after another, in ``seq`` order: a reader paging by ``seq`` can never see 7 before 6 exists.
@@ -37,7 +38,7 @@ class MessageRepository(WorkspaceRepository):
             return None
         stmt = (
             update(Thread)
-            .where(Thread.workspace_id == self.workspace_id, Thread.public_id == uid)
+            .where(Thread.workspace_id == self.workspace_id, Thread.public_id == uid, Thread.erased_at.is_(None))
             .values(
                 last_seq=Thread.last_seq + 1,
                 message_count=Thread.message_count + 1,
@@ -68,6 +69,16 @@ class MessageRepository(WorkspaceRepository):
             )
         )
         return (await self.session.execute(stmt)).one_or_none()
+
+    async def thread_erased(self, thread_public_id: str) -> bool:
+        """Whether the thread is here and its end user is being erased."""
+        uid = parse_uuid(thread_public_id)
+        if uid is None:
+            return False
+        stmt = select(Thread.id).where(
+            Thread.workspace_id == self.workspace_id, Thread.public_id == uid, Thread.erased_at.is_not(None)
+        )
+        return (await self.session.execute(stmt)).first() is not None
 
     async def in_thread(self, thread_id: int, public_id: str) -> Message | None:
         uid = parse_uuid(public_id)

@@ -2,7 +2,9 @@
 
 from threadline.models.agent import Agent, AgentVersion
 from threadline.models.api_key import ApiKey
+from threadline.models.audit_event import AuditActorType, AuditEvent
 from threadline.models.end_user import EndUser
+from threadline.models.erasure import Erasure, ErasureStatus
 from threadline.models.event import Event
 from threadline.models.idempotency_key import IdempotencyKey
 from threadline.models.integration import Integration

@@ -43,6 +43,13 @@ class Run(IdMixin, WorkspaceMixin, TimestampMixin, Base):
             postgresql_where=text("status = 'running'"),
             sqlite_where=text("status = 'running'"),
         ),
+        # Deleting a message clears the runs it triggered (ON DELETE SET NULL): found by this, not a scan.
+        Index(
+            "ix_runs_trigger_message_id",
+            "trigger_message_id",
+            postgresql_where=text("trigger_message_id IS NOT NULL"),
+            sqlite_where=text("trigger_message_id IS NOT NULL"),
+        ),
     )
 
     thread_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("threads.id", ondelete="CASCADE"))

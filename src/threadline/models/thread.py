@@ -64,6 +64,9 @@ class Thread(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # A FLOW agent's place in its flow and its variables (survives restarts; reset with the version).
     flow_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # When the erasure of its end user began: from then on the thread takes no new message (the claim of a
+    # message number checks it, under the thread's row lock) and no run answers in it.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     tags: Mapped[list[Tag]] = relationship(secondary=thread_tags, lazy="raise", order_by=Tag.name)
     assignees: Mapped[list[User]] = relationship(secondary=thread_assignees, lazy="raise", order_by=User.id)

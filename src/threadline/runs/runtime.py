@@ -485,7 +485,8 @@ class Runtime:
             stop = _stop_reason(run, thread)
             thread_id = str(thread.public_id)
             if stop is not None:
-                for reply in answer.replies:
+                # Not even as a hidden message where the end user is being erased: the thread takes none.
+                for reply in answer.replies if stop != ERASED else ():
                     if reply.content or reply.blocks:
                         await messages.append_message(
                             session,
@@ -528,6 +529,9 @@ class Runtime:
         async with self.sessionmaker() as session, session.begin():
             thread, run = await _lock(session, inp)
             if run is None or run.status in FINISHED:
+                return
+            if thread.erased_at is not None:
+                await _end(session, run, thread, RunStatus.CANCELLED, ERASED)
                 return
             await messages.append_message(
                 session,
@@ -588,7 +592,12 @@ def _channel_settings(version: AgentVersion, channel: ChannelType) -> tuple[floa
     return version.temperature, version.max_tokens
 
 
+ERASED = "end_user_erased"
+
+
 def _stop_reason(run: Run, thread: Thread) -> str | None:
+    if thread.erased_at is not None:
+        return ERASED
     if run.cancel_requested:
         return "cancelled"
     if thread.blocked:
@@ -655,6 +664,7 @@ async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatu
             "cancelled": "cancelled through the API",
             "thread_blocked": "the thread was blocked",
             "human_handoff": "a human took the thread over; the answer was kept hidden, not sent",
+            ERASED: "the end user was erased",
         }.get(reason, reason)
     await session.flush()
     event = {

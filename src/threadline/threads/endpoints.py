@@ -30,7 +30,13 @@ async def _render_one(repo: ThreadRepository, thread: Thread) -> ThreadRead:
     return thread_read(thread, await repo.references([thread]))
 
 
-@router.post("", status_code=201, response_model=ThreadRead, summary="Open a thread between an agent and an end user")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ThreadRead,
+    responses=ERASED_RESPONSES,
+    summary="Open a thread between an agent and an end user",
+)
 async def create_thread(body: ThreadCreate, session: SessionDep, auth: WriteAuth) -> ThreadRead:
     thread = await service.create_thread(session, workspace_id=auth.workspace_id, data=body)
     return await _render_one(ThreadRepository(session, auth.workspace_id), thread)

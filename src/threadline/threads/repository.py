@@ -56,11 +56,16 @@ class ThreadRepository(WorkspaceRepository):
         Not FOR UPDATE: that lock also blocks the foreign-key checks of the end user's threads (FOR KEY
         SHARE), which PostgreSQL runs when a transaction updates a thread row a second time. A run finishing
         holds its thread and updates it twice (the reply's message number, then its flow state) while an
-        inbound message holding the end user waits for that thread: with FOR UPDATE, a deadlock."""
+        inbound message holding the end user waits for that thread: with FOR UPDATE, a deadlock.
+        An end user being erased is None: PostgreSQL checks ``erased_at`` again on the row it waited for."""
         uid = parse_uuid(end_user_id)
         if uid is None:
             return None
-        stmt = self.scoped(EndUser).where(EndUser.public_id == uid).with_for_update(key_share=True)
+        stmt = (
+            self.scoped(EndUser)
+            .where(EndUser.public_id == uid, EndUser.erased_at.is_(None))
+            .with_for_update(key_share=True)
+        )
         end_user: EndUser | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return end_user
 
