@@ -101,6 +101,9 @@ async def test_bad_cursors_types_threads_and_keys_are_refused_in_the_json_error_
     assert head.status_code == 400 and head.json()["error"]["param"] == "after"
     bad = await live.get("/v1/events", headers={"Last-Event-ID": "abc"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
+    # "²" (0xB2 on the wire) is a digit to str.isdigit() that int() cannot read: a 400, not a 500.
+    superscript = await live.get("/v1/events", headers={"Last-Event-ID": b"\xb2"})
+    assert superscript.status_code == 400 and superscript.json()["error"]["param"] == "Last-Event-ID"
     typ = await live.get("/v1/events", params={"types": "message.created,nonsense"})
     assert typ.status_code == 400 and "nonsense" in typ.json()["error"]["message"]
     neg = await live.get("/v1/events", params={"after": -1})

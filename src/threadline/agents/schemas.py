@@ -4,16 +4,26 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel, bounded_json
+from threadline.kit.schemas import (
+    NOT_BLANK,
+    DocumentedAs,
+    IdRef,
+    InputModel,
+    ListPage,
+    Metadata,
+    NotNull,
+    OutputModel,
+    bounded_json,
+)
 from threadline.models import Agent, AgentVersion
 from threadline.models.enums import AgentMode, AgentType
 
-AgentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+AgentName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 Description = Annotated[str, Field(max_length=10_000)]
-VersionName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+VersionName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 Provider = Annotated[
     str,
     Field(
@@ -25,10 +35,30 @@ Provider = Annotated[
     ),
 ]
 ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_TOOLS = 128
+
+
+def _tool_definitions() -> Any:
+    # Imported when the document is built: the runtime package (threadline.runs) imports this one.
+    from threadline.runs.tools import ToolDefinition
+
+    return Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)]
+
+
+def _flow_document() -> Any:
+    from threadline.runs.flows.schema import Flow
+
+    return Flow
+
+
 Tools = Annotated[
     list[dict[str, Any]],
-    Field(max_length=128, description="Tool definitions (JSON objects); at most 128 and 64 KiB serialized."),
+    Field(
+        max_length=MAX_TOOLS,
+        description="Tool definitions; at most 128, with names unique among them, and 64 KiB serialized.",
+    ),
     bounded_json(64 * 1024),
+    DocumentedAs(_tool_definitions),
 ]
 FLOW_MAX_BYTES = 256 * 1024
 _flow_size = bounded_json(FLOW_MAX_BYTES)
@@ -39,7 +69,7 @@ def _flow_kind(value: Any) -> str | None:
 
 
 Flow = Annotated[
-    Annotated[dict[str, Any], Tag("object")] | Annotated[str, Tag("text")],
+    Annotated[dict[str, Any], Tag("object"), DocumentedAs(_flow_document)] | Annotated[str, Tag("text")],
     Discriminator(
         _flow_kind,
         custom_error_type="flow_type",
@@ -80,6 +110,19 @@ VersionSettings = Annotated[
 
 class AgentVersionSpec(InputModel):
     """One configuration of an agent. Versions are immutable: to change the agent, add a version."""
+
+    # For the document, what _flow_fits_mode and the endpoints check: FLOW mode needs a flow, PROMPT mode takes
+    # none and needs a model (which the provider must serve: that is checked on creation, against its settings).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"mode": {"const": AgentMode.FLOW.value}}},
+            "then": {"required": ["flow"], "properties": {"flow": {"not": {"type": "null"}}}},
+            "else": {
+                "required": ["model"],
+                "properties": {"flow": {"type": "null"}, "model": {"type": "string", "minLength": 1}},
+            },
+        }
+    )
 
     name: VersionName | None = Field(default=None, description="Defaults to 'v<number>'.")
     mode: AgentMode
@@ -157,9 +200,8 @@ class AgentUpdate(InputModel):
     description: Description | None = None
     type: Annotated[AgentType | None, NotNull] = None
     metadata: Annotated[Metadata | None, NotNull] = None
-    current_version_id: str | None = Field(
+    current_version_id: IdRef | None = Field(
         default=None,
-        max_length=64,
         description="Roll back or forward to an existing version of this agent; null leaves it without one.",
     )
 

@@ -4,14 +4,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.json_schema import JsonDict, JsonValue
 from pydantic_core import PydanticCustomError
 
 from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models import EndUser
 from threadline.models.enums import ChannelType
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")  # [0-9], not \d: Python's \d takes every script's digits
 PHONE_CHANNELS = frozenset({ChannelType.SMS, ChannelType.WHATSAPP})
 
 Address = Annotated[
@@ -38,7 +39,17 @@ def address_problem(channel: ChannelType, address: str | None) -> str | None:
     return None
 
 
+_PHONE_CHANNEL_NAMES: list[JsonValue] = [c.value for c in sorted(PHONE_CHANNELS)]
+_PHONE_ADDRESS_RULE: JsonDict = {
+    "if": {"required": ["channel"], "properties": {"channel": {"enum": _PHONE_CHANNEL_NAMES}}},
+    "then": {"required": ["address"], "properties": {"address": {"type": "string", "pattern": E164.pattern}}},
+}
+
+
 class EndUserCreate(InputModel):
+    # What the address validator checks, in the document: on sms and whatsapp, an E.164 number is required.
+    model_config = ConfigDict(json_schema_extra=_PHONE_ADDRESS_RULE)
+
     display_name: DisplayName = ""
     channel: ChannelType = ChannelType.API
     address: Address | None = Field(default=None, validate_default=True)

@@ -9,6 +9,7 @@ happens from now on. Transient events (token deltas) come without ``id:``. A com
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -53,21 +54,26 @@ _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
             "where the envelope is `{object, id, seq, type, timestamp, thread_id, data, changes?}`. Transient "
             "events (token deltas) have no `id:` line and `id`/`seq` null. Lines starting with `:` are keep-alives."
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     },
 }
 
 AfterQuery = Annotated[
     int | None,
-    Query(ge=0, le=2**62, description="Resume after this seq (0: from the oldest kept). Default: from now on."),
+    Query(ge=0, le=MAX_JSON_INT, description="Resume after this seq (0: from the oldest kept). Default: from now on."),
 ]
+# What _patterns takes: patterns separated by commas, with spaces or tabs around them; empty items are ignored.
+_PATTERN = "|".join(re.escape(p) for p in event_patterns())
+TYPES_PATTERN = rf"^[ \t]*({_PATTERN})?[ \t]*(,[ \t]*({_PATTERN})?[ \t]*)*$"
 TypesQuery = Annotated[
-    str | None,
-    Query(max_length=1000, description="Comma-separated event types to send (`message.*` for a family)."),
+    Annotated[str, Field(max_length=1000, json_schema_extra={"pattern": TYPES_PATTERN})] | None,
+    Query(description="Comma-separated event types to send (`message.*` for a family)."),
 ]
+# A seq, or empty (then `after` applies).
+LAST_EVENT_ID = re.compile(r"^[0-9]{0,19}$")
 LastEventIdHeader = Annotated[
-    str | None,
-    Header(alias="Last-Event-ID", max_length=32, description="Resume after this seq; wins over `after`."),
+    Annotated[str, Field(max_length=32, json_schema_extra={"pattern": LAST_EVENT_ID.pattern})] | None,
+    Header(alias="Last-Event-ID", description="Resume after this seq; wins over `after`."),
 ]
 
 
@@ -105,18 +111,19 @@ class EventStreamResponse(StreamingResponse):
 
 
 def _cursor(after: int | None, last_event_id: str | None) -> int | None:
-    if last_event_id is not None and last_event_id.strip():
-        raw = last_event_id.strip()
-        if not raw.isdigit() or len(raw) > 19:
-            raise InvalidRequest("Last-Event-ID: expected the seq (an integer) of an event", param="Last-Event-ID")
-        return int(raw)
-    return after
+    raw = (last_event_id or "").strip(" \t")  # what HTTP calls whitespace around a header's value
+    if not raw:
+        return after
+    # A pattern, not str.isdigit(), which also takes digits int() cannot read (a header may carry "²").
+    if not LAST_EVENT_ID.fullmatch(raw):
+        raise InvalidRequest("Last-Event-ID: expected the seq (an integer) of an event", param="Last-Event-ID")
+    return int(raw)
 
 
 def _patterns(types: str | None) -> list[str]:
     if types is None:
         return []
-    patterns = [t.strip() for t in types.split(",") if t.strip()]
+    patterns = [t.strip(" \t") for t in types.split(",") if t.strip(" \t")]
     for p in patterns:
         if not valid_pattern(p):
             raise InvalidRequest(f"types: unknown event type '{p}'", param="types")

@@ -9,11 +9,49 @@ Transient events (token deltas of a reply being generated) travel the same strea
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from pydantic_core import to_json
 
+from threadline.events.types import EventType
 from threadline.kit.clock import utcnow
+from threadline.kit.schemas import OutputModel
+
+_TYPES: dict[str, Any] = {"enum": [t.value for t in EventType]}
+
+
+# For the document only: ``envelope`` builds the events sent.
+class EventEnvelope(OutputModel):
+    """An event, as the live streams and webhook deliveries send it."""
+
+    object: Literal["event"] = "event"
+    id: str | None = Field(description="The event's id (a UUID); null on transient events.")
+    seq: int | None = Field(description="Its place in the workspace's log, 1, 2, 3...; null on transient events.")
+    type: str = Field(json_schema_extra=_TYPES)
+    timestamp: datetime
+    thread_id: str | None
+    data: dict[str, Any] = Field(description="The object the event is about, as the API shows it.")
+    changes: list[str] | None = Field(default=None, description="On `*.updated` events: the fields that changed.")
+
+
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "description": "One Server-Sent Event: `id: <seq>` (none on transient events), `event: <type>`, "
+    "`data: <envelope>`. Lines starting with `:` are keep-alives.",
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", **_TYPES},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": EventEnvelope.model_json_schema(),
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+"""The OpenAPI ``schema`` of a ``text/event-stream`` response: under OpenAPI 3.1 it describes each event."""
 
 
 def envelope(row: Any) -> dict[str, Any]:

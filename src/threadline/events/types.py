@@ -32,6 +32,12 @@ def matches(pattern: str, event_type: str) -> bool:
     return pattern == event_type
 
 
+def event_patterns() -> list[str]:
+    """Every pattern ``valid_pattern`` accepts: ``*``, each family (``message.*``) and each type."""
+    families = dict.fromkeys(f"{t.value.split('.')[0]}.*" for t in EventType)
+    return ["*", *families, *(t.value for t in EventType)]
+
+
 def valid_pattern(pattern: str) -> bool:
     if pattern == "*" or pattern in EventType.__members__.values():
         return True

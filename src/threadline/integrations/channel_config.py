@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from threadline.errors import ValidationFailed
@@ -89,13 +89,27 @@ GraphId = Annotated[
 ]
 BaseUrl = Annotated[
     str,
-    Field(max_length=URL_MAX_CHARS, description="http(s) URL without credentials, query or fragment."),
+    Field(
+        max_length=URL_MAX_CHARS,
+        description="http(s) URL without credentials, query or fragment.",
+        json_schema_extra={"format": "uri", "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+(/[^?#]*)?$"},
+    ),
     AfterValidator(_base_url),
 ]
 
 
 class SmsSettings(InputModel):
     """Settings of an ``sms`` integration (Twilio Programmable Messaging)."""
+
+    # What _one_sender checks, for the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("from_number", "messaging_service_sid")
+            ]
+        }
+    )
 
     account_sid: AccountSid
     from_number: PhoneNumber | None = None
@@ -124,7 +138,10 @@ class WhatsAppSettings(InputModel):
     api_base_url: BaseUrl = Field(default=GRAPH_API_BASE_URL, description="Meta's Graph API (a stand-in in tests).")
     api_version: Annotated[
         str,
-        Field(description="The Graph API version in request paths.", json_schema_extra={"pattern": r"^v\d+\.\d+$"}),
+        Field(
+            description="The Graph API version in request paths.",
+            json_schema_extra={"pattern": f"^{_GRAPH_VERSION.pattern}$"},
+        ),
         _matching(_GRAPH_VERSION, "api_version", "must be a Graph API version such as v21.0"),
     ] = GRAPH_API_VERSION
 
@@ -227,6 +244,12 @@ def validate_secrets(type_: ChannelType, given: Mapping[str, SecretStr] | None, 
                     code="secret_required",
                 )
     return secrets
+
+
+# For the document, what _secret_problem accepts: no control characters, and no whitespace (str.isspace())
+# first or last.
+_EDGE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+SECRET_PATTERN = rf"^{_EDGE}([^\x00-\x1f\x7f-\x9f]*{_EDGE})?$"
 
 
 def _secret_problem(value: str) -> str | None:

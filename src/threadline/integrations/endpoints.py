@@ -13,6 +13,7 @@ from threadline.integrations.schemas import (
     IntegrationRead,
     IntegrationUpdate,
 )
+from threadline.kit.schemas import IdRef
 from threadline.models import Integration
 from threadline.models.enums import ChannelType
 from threadline.web.deps import ReadAuth, SessionDep, SettingsDep, WriteAuth
@@ -44,7 +45,7 @@ async def list_integrations(
     auth: ReadAuth,
     query: ListQueryDep,
     type: Annotated[ChannelType | None, Query(description="Only integrations of this type.")] = None,
-    agent_id: Annotated[str | None, Query(max_length=64, description="Only integrations routed to this agent.")] = None,
+    agent_id: Annotated[IdRef | None, Query(description="Only integrations routed to this agent.")] = None,
     enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false).")] = None,
 ) -> IntegrationPage:
     repo = IntegrationRepository(session, auth.workspace_id)

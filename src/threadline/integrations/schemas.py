@@ -4,16 +4,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
-from threadline.integrations.channel_config import SmsSettings, WhatsAppSettings, describe_secrets
-from threadline.kit.schemas import InputModel, ListPage, NotNull, OutputModel, bounded_json
+from threadline.integrations.channel_config import (
+    SECRET_MAX_CHARS,
+    SECRET_PATTERN,
+    SECRETS,
+    SETTINGS_MODELS,
+    SmsSettings,
+    WhatsAppSettings,
+    describe_secrets,
+)
+from threadline.kit.schemas import IdRef, InputModel, ListPage, NotNull, OutputModel, bounded_json
 from threadline.models import Integration
 from threadline.models.enums import ChannelType
 
 IntegrationName = Annotated[str, Field(max_length=200)]
-AgentRef = Annotated[str, Field(max_length=64, description="The id of the agent answering on this channel.")]
+AgentRef = Annotated[IdRef, Field(description="The id of the agent answering on this channel.")]
 
 
 def _settings_variants() -> list[dict[str, Any]]:
@@ -80,7 +88,33 @@ class _SettingsCheck(InputModel):
         return settings
 
 
+SECRET_VALUE = {"type": "string", "minLength": 1, "maxLength": SECRET_MAX_CHARS, "pattern": SECRET_PATTERN}
+
+
+def _by_type(*, create: bool) -> dict[str, Any]:
+    """For the document, what the service checks against ``type``: its settings model, and the secrets it takes
+    (on create: all of them; a PATCH may name some)."""
+    variants = []
+    for type_ in ChannelType:
+        names = [spec.name for spec in SECRETS[type_]]
+        secrets = {"type": "object", "properties": dict.fromkeys(names, SECRET_VALUE), "additionalProperties": False}
+        then: dict[str, Any] = {"properties": {"secrets": secrets}}
+        required = []
+        if (model := SETTINGS_MODELS.get(type_)) is not None:
+            then["properties"]["settings"] = model.model_json_schema()
+            required += ["settings"] if create else []
+        if create and names:
+            secrets["required"] = names
+            required.append("secrets")
+        if required:
+            then["required"] = required
+        variants.append({"if": {"required": ["type"], "properties": {"type": {"const": type_.value}}}, "then": then})
+    return {"allOf": variants}
+
+
 class IntegrationCreate(_SettingsCheck):
+    model_config = ConfigDict(json_schema_extra=_by_type(create=True))
+
     type: ChannelType
     name: IntegrationName = ""
     agent_id: AgentRef | None = None
@@ -92,6 +126,9 @@ class IntegrationCreate(_SettingsCheck):
 class IntegrationUpdate(_SettingsCheck):
     """``type`` cannot change: it is accepted only with the integration's current value. ``settings``
     replaces the settings as a whole; ``secrets`` replaces the secrets it names and keeps the others."""
+
+    # Without ``type``, what settings and secrets the integration takes depends on its stored type.
+    model_config = ConfigDict(json_schema_extra=_by_type(create=False))
 
     type: Annotated[ChannelType | None, NotNull] = None
     name: Annotated[IntegrationName | None, NotNull] = None

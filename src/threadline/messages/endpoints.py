@@ -70,8 +70,9 @@ def _canonical(thread_id: str) -> str:
         201: {
             "description": "The created message (JSON), or with `stream=true` a stream of Server-Sent Events "
             "(the thread's events from this message's `message.created` to the end of its run).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        }
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **ERASED_RESPONSES,
     },
     summary="Add a message to a thread",
     description="An end-user message (role `user`) on an active, unblocked thread makes the agent answer: the "

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
+from threadline.kit.schemas import IdRef, InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models.enums import Direction, MessageStatus, MessageType, Role, SentBy, Source
 from threadline.runs.schemas import RunRead
 
@@ -13,9 +13,39 @@ MAX_CONTENT = 64 * 1024
 JsonObjects = Annotated[list[dict[str, Any]], Field(max_length=100)]
 
 
+def _given(field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema: ``field`` is present and matches ``schema``."""
+    return {"required": [field], "properties": {field: schema}}
+
+
+_ASSISTANT = _given("role", {"const": Role.ASSISTANT.value})
+_NON_EMPTY_LIST = {"type": "array", "minItems": 1}
+
+
 class MessageCreate(InputModel):
     """A message added through the API: by the end user (role user), a human operator (role assistant
     with ``user_id``), the system (role system), or a record of what an agent said elsewhere."""
+
+    # What _consistent checks, for the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"if": _given("user_id", {"type": "string"}), "then": _ASSISTANT},
+                {
+                    "if": {"anyOf": [_given(f, _NON_EMPTY_LIST) for f in ("tool_calls", "iterations")]},
+                    "then": _ASSISTANT,
+                },
+                {
+                    "anyOf": [
+                        _given("content", {"minLength": 1}),
+                        _given("media_url", {"type": "string", "minLength": 1}),
+                        _given("blocks", _NON_EMPTY_LIST),
+                        _given("attachments", _NON_EMPTY_LIST),
+                    ]
+                },
+            ]
+        }
+    )
 
     role: Role = Role.USER
     type: MessageType = MessageType.TEXT
@@ -24,11 +54,9 @@ class MessageCreate(InputModel):
     media_url: Annotated[str | None, Field(max_length=2048)] = None
     attachments: JsonObjects = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
-    user_id: Annotated[
-        str | None, Field(max_length=64, description="The operator (user id) writing as the agent's side.")
-    ] = None
+    user_id: Annotated[IdRef | None, Field(description="The operator (user id) writing as the agent's side.")] = None
     source: Literal[Source.API, Source.UI, Source.MCP] = Source.API
-    in_response_to: Annotated[str | None, Field(max_length=64, description="A message id in this thread.")] = None
+    in_response_to: Annotated[IdRef | None, Field(description="A message id in this thread.")] = None
     tool_calls: JsonObjects | None = None
     iterations: JsonObjects | None = None
 
@@ -51,12 +79,20 @@ class MessageUpdate(InputModel):
 
 
 class MarkRead(InputModel):
-    message_ids: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(max_length=1000)] = Field(
+    # What _one_of checks, for the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["message_ids", "up_to"],
+                "properties": {"message_ids": {"type": "array"}, "up_to": {"type": "string"}},
+            }
+        }
+    )
+
+    message_ids: Annotated[list[IdRef] | None, Field(max_length=1000)] = Field(
         default=None, description="Mark these messages read."
     )
-    up_to: Annotated[str | None, Field(max_length=64)] = Field(
-        default=None, description="Mark every message up to and including this one read."
-    )
+    up_to: IdRef | None = Field(default=None, description="Mark every message up to and including this one read.")
 
     @model_validator(mode="after")
     def _one_of(self) -> MarkRead:

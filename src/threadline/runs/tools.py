@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 
 from threadline.runs.providers.base import ToolCall, ToolSpec
 
@@ -42,7 +43,7 @@ class HttpTool(_Tool):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10
     # Set by the server, never by clients: the header values, encrypted (kit.secrets). ``headers`` then keeps
     # only the names, with redacted values, so that neither a response nor a database dump shows them.
-    headers_encrypted: str | None = None
+    headers_encrypted: SkipJsonSchema[str | None] = None
 
 
 class HandoffTool(_Tool):

@@ -5,11 +5,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from threadline.kit.schemas import InputModel, ListPage, OutputModel
+from threadline.kit.schemas import NOT_BLANK, InputModel, ListPage, OutputModel
 from threadline.models import Tag
 from threadline.models.enums import TagColor
 
-TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=NOT_BLANK)]
 
 
 class TagCreate(InputModel):

@@ -23,6 +23,7 @@ from threadline.web.params import ListQueryDep, list_envelope
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
+# Not IdRef: any string is a filter, and one that names nothing matches nothing.
 IdFilter = Annotated[str | None, Query(max_length=64)]
 
 

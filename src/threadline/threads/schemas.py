@@ -6,20 +6,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
+from threadline.kit.schemas import IdRef, InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models import Thread
 from threadline.models.enums import TagColor
 
-IdList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)]
+IdList = Annotated[list[IdRef], Field(max_length=100)]
 
 
 class ThreadCreate(InputModel):
-    agent_id: Annotated[str, Field(max_length=64, description="The agent that answers in this thread.")]
-    end_user_id: Annotated[str, Field(max_length=64)]
+    agent_id: Annotated[IdRef, Field(description="The agent that answers in this thread.")]
+    end_user_id: IdRef
     agent_version_id: Annotated[
-        str | None, Field(max_length=64, description="Pin a version; default: the agent's current version.")
+        IdRef | None, Field(description="Pin a version (of that agent); default: the agent's current version.")
     ] = None
-    integration_id: Annotated[str | None, Field(max_length=64)] = None
+    integration_id: IdRef | None = None
     active: bool = True
     blocked: bool = False
     metadata: Metadata = Field(default_factory=dict)

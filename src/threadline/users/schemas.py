@@ -5,13 +5,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from threadline.kit.schemas import InputModel, ListPage, Metadata, NotNull, OutputModel
+from threadline.kit.schemas import SPACES, InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models import User
 
 # Loose on purpose: one '@' with something on each side and no spaces; deliverability is not ours to judge.
+_NOT_AT_OR_SPACE = rf"[^@{SPACES}]"
 Email = Annotated[
     str,
-    Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ada@example.com"]),
+    Field(
+        min_length=3,
+        max_length=320,
+        pattern=rf"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+$",
+        examples=["ada@example.com"],
+    ),
 ]
 PersonName = Annotated[str, Field(max_length=200)]
 

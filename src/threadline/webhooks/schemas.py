@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from threadline.events.types import valid_pattern
-from threadline.kit.schemas import InputModel, ListPage, NotNull, OutputModel
+from threadline.events.types import event_patterns, valid_pattern
+from threadline.kit.schemas import MAX_JSON_INT, InputModel, ListPage, NotNull, OutputModel
 from threadline.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from threadline.models.enums import WebhookDeliveryStatus
 
@@ -29,7 +29,9 @@ def _no_repeats(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(patterns))
 
 
-EventPattern = Annotated[str, Field(max_length=100), AfterValidator(_known_pattern)]
+EventPattern = Annotated[
+    str, Field(max_length=100, json_schema_extra={"enum": event_patterns()}), AfterValidator(_known_pattern)
+]
 EventTypes = Annotated[
     list[EventPattern],
     Field(
@@ -46,6 +48,7 @@ WebhookURL = Annotated[
         max_length=2048,
         description="Where deliveries are POSTed: http(s), no credentials, and (unless the server allows it) "
         "not into loopback, private or link-local networks.",
+        json_schema_extra={"format": "uri", "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/?#].*)?$"},
     ),
 ]
 Description = Annotated[str, Field(max_length=500)]
@@ -170,7 +173,7 @@ class WebhookDeliveryDetail(WebhookDeliveryRead):
 class WebhookReplay(InputModel):
     after_seq: int = Field(
         ge=0,
-        le=2**62,
+        le=MAX_JSON_INT,
         description=f"Re-deliver the events after this seq (at most {REPLAY_MAX_EVENTS} per call; see `has_more`).",
     )
 
