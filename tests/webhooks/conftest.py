@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import threadline.webhooks.tasks  # noqa: F401  (registers webhooks.deliver)
@@ -17,6 +18,8 @@ from threadline.config import Settings
 from threadline.jobs.worker import Worker, WorkerOptions
 from threadline.kit import ssrf
 from threadline.metrics import Metrics
+from threadline.models import Job
+from threadline.models.enums import JobState
 from threadline.webhooks.service import DELIVER_KIND
 
 Maker = async_sessionmaker[AsyncSession]
@@ -45,7 +48,13 @@ def webhook_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 @pytest.fixture
 async def worker(sessionmaker: Maker, webhook_settings: Settings) -> AsyncIterator[Worker]:
-    """A worker for webhooks.deliver only, polling often, with metrics of its own."""
+    """A worker for webhooks.deliver only, polling often, with metrics of its own.
+
+    The database lives for the whole session: deliveries that earlier tests left queued (to receivers
+    long gone, each taking up to the timeout) are dropped first, so they cannot queue ahead of this
+    test's own and make it wait on a loaded machine."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Job).where(Job.kind == DELIVER_KIND, Job.state == JobState.QUEUED))
     options = WorkerOptions(concurrency=8, lease_s=30, poll_interval_s=0.05, kinds=(DELIVER_KIND,))
     w = Worker(sessionmaker, options, metrics=Metrics(), settings=webhook_settings)
     runner = asyncio.create_task(w.run())
