@@ -3,8 +3,9 @@
 One :class:`Metrics` per app (or per ``threadline worker`` process), each with its own
 ``CollectorRegistry`` rather than prometheus-client's global one, so several apps in one process (the
 tests) never collide. Requests are recorded by ``RequestContextMiddleware``, finished jobs by the
-``Worker``; job queue depth is counted in the database by an async refresher (every few seconds) and
-only read from that cache at scrape time, so scrapes never touch the database.
+``Worker``, ended runs and provider errors by the run runtime; job queue depth is counted in the database
+by an async refresher (every few seconds) and only read from that cache at scrape time, so scrapes never
+touch the database.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ from threadline.models.enums import JobState
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["CONTENT_TYPE_LATEST", "UNMATCHED_ROUTE", "Metrics", "refresh_periodically"]
+__all__ = ["CONTENT_TYPE_LATEST", "RUN_OUTCOMES", "UNMATCHED_ROUTE", "Metrics", "refresh_periodically"]
 
 UNMATCHED_ROUTE = "unmatched"
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 # Anything else a client sends as a method is counted as "other": labels must stay a small set.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-JOB_OUTCOMES = ("succeeded", "retry", "dead")
+# "failed": the job is done (not retried) but the work it carried failed for good, e.g. a run that failed.
+JOB_OUTCOMES = ("succeeded", "failed", "retry", "dead")
 WEBHOOK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RUN_OUTCOMES = ("completed", "failed", "cancelled")
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class JobQueueCollector(Collector):
@@ -78,7 +83,8 @@ class Metrics:
         )
         self.jobs_completed = Counter(
             "threadline_jobs_completed",
-            "Job attempts finished, by kind and outcome (succeeded, retry, dead).",
+            "Job attempts finished, by kind and outcome: succeeded, failed (done, not retried, but the work it "
+            "carried failed, e.g. a run that failed), retry, dead.",
             ["kind", "outcome"],
             registry=self.registry,
         )
@@ -122,6 +128,58 @@ class Metrics:
             buckets=WEBHOOK_BUCKETS,
             registry=self.registry,
         )
+        self.runs = Counter(
+            "threadline_runs",
+            "Agent runs ended, by agent (public id), provider, model and outcome (completed, failed, cancelled).",
+            ["agent", "provider", "model", "outcome"],
+            registry=self.registry,
+        )
+        self.run_time_to_first_token = Histogram(
+            "threadline_run_time_to_first_token_seconds",
+            "From a run's start to the first token of its answer, by provider and model.",
+            ["provider", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "threadline_run_duration_seconds",
+            "From a run's start to its end (every model call and tool call of it), by provider and model.",
+            ["provider", "model"],
+            buckets=RUN_BUCKETS,
+            registry=self.registry,
+        )
+        run_labels = ["agent", "provider", "model"]
+        self.run_input_tokens = Counter(
+            "threadline_run_input_tokens",
+            "Input (prompt) tokens of ended runs, by agent, provider and model.",
+            run_labels,
+            registry=self.registry,
+        )
+        self.run_output_tokens = Counter(
+            "threadline_run_output_tokens",
+            "Output (completion) tokens of ended runs, by agent, provider and model.",
+            run_labels,
+            registry=self.registry,
+        )
+        self.run_tool_calls = Counter(
+            "threadline_run_tool_calls",
+            "Tool calls made by ended runs, by agent, provider and model.",
+            run_labels,
+            registry=self.registry,
+        )
+        self.run_model_calls = Counter(
+            "threadline_run_model_calls",
+            "Model calls (iterations of the tool loop) made by ended runs, by agent, provider and model.",
+            run_labels,
+            registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "threadline_provider_errors",
+            "Errors of model providers, by provider and kind (provider_unavailable, rate_limited, provider_error, "
+            "timeout, empty_output...).",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
         self.job_queue = JobQueueCollector()
         self.registry.register(self.job_queue)
 
@@ -144,6 +202,38 @@ class Metrics:
     def observe_channel_send(self, channel: str, outcome: str, duration_s: float) -> None:
         self.channel_sends.labels(channel, outcome).inc()
         self.channel_send_duration.labels(channel).observe(duration_s)
+
+    def observe_run(
+        self,
+        *,
+        agent: str,
+        provider: str | None,
+        model: str | None,
+        outcome: str,
+        duration_s: float,
+        ttft_s: float | None,
+        input_tokens: int,
+        output_tokens: int,
+        tool_calls: int,
+        iterations: int,
+    ) -> None:
+        """One run that ended: ``agent`` its agent's public id, ``outcome`` one of :data:`RUN_OUTCOMES`;
+        ``ttft_s`` None when no token came (a failure first, a FLOW agent), and then it is not observed.
+        A run without a provider or model (a FLOW agent) is labelled with empty strings."""
+        provider, model = provider or "", model or ""
+        self.runs.labels(agent, provider, model, outcome).inc()
+        self.run_duration.labels(provider, model).observe(max(0.0, duration_s))
+        if ttft_s is not None:
+            self.run_time_to_first_token.labels(provider, model).observe(max(0.0, ttft_s))
+        # Counters only go up: a negative figure from a provider would make prometheus-client raise.
+        self.run_input_tokens.labels(agent, provider, model).inc(max(0, input_tokens))
+        self.run_output_tokens.labels(agent, provider, model).inc(max(0, output_tokens))
+        self.run_tool_calls.labels(agent, provider, model).inc(max(0, tool_calls))
+        self.run_model_calls.labels(agent, provider, model).inc(max(0, iterations))
+
+    def observe_provider_error(self, *, provider: str, kind: str) -> None:
+        """One error of a model call: ``kind`` is the ProviderError's code."""
+        self.provider_errors.labels(provider, kind).inc()
 
     async def refresh_job_counts(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """``SELECT state, count(*) FROM jobs GROUP BY state`` into the queue depth gauge's cache."""

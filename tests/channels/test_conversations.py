@@ -35,6 +35,7 @@ from threadline.jobs.worker import Worker
 from threadline.kit.clock import utcnow
 from threadline.metrics import Metrics
 from threadline.models import Event, Job
+from threadline.runs.providers.base import ProviderError
 from threadline.workspaces.bootstrap import DEMO_FLOW
 
 HOST = "http://testserver"
@@ -231,6 +232,40 @@ async def test_an_sms_conversation_end_to_end(
         ("AI", "Yes, it ships today."),
     ]
     assert altur_messages[1]["read"] is True
+
+
+async def test_when_the_agent_fails_on_sms_the_customer_gets_the_fallback_never_the_error(
+    api: httpx.AsyncClient,
+    twilio_side: httpx.AsyncClient,
+    twilio: TwilioStandIn,
+    provider: ByMessage,
+    sender: Worker,
+) -> None:
+    fallback = "Sorry, something went wrong; a person will get back to you."
+    provider.answers = {
+        "Is my order on its way?": Step(
+            error=ProviderError(
+                "could not reach 127.0.0.1:9 (ConnectError)", retryable=False, code="provider_unavailable"
+            )
+        )
+    }
+    version = {"mode": "PROMPT", "provider": "openai", "model": "test-model", "failure_reply": fallback}
+    agent = await create_agent(api, name="Fragile", version={**version, "settings": {"debounce_s": 0}})
+    line = await twilio_line(api, twilio, agent)
+    r = await sms.post_signed(twilio_side, line.sms_path, line.sms(body="Is my order on its way?"), line.auth_token)
+    assert r.status_code == 200, r.text
+    (thread,) = await sms.threads_of_line(api, line)
+
+    async def both_stored() -> bool:
+        return len(await sms.messages_of(api, thread["id"])) >= 3
+
+    await until(both_stored)
+    fallback_message = await reached(api, thread["id"], 2, "SENT")
+    note = await message_at(api, thread["id"], 1)
+    assert note["role"] == "system" and "provider_unavailable" in note["content"]
+    assert note["external_id"] is None  # recorded for operators, never handed to Twilio
+    assert fallback_message["role"] == "assistant" and fallback_message["content"] == fallback
+    assert [req.form["Body"] for req in twilio.requests] == [fallback]
 
 
 async def test_an_operator_message_on_an_textedis_sent_and_a_thread_sends_in_order(

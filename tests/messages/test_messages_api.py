@@ -68,7 +68,7 @@ async def test_bad_message_input_is_a_4xx_naming_the_field(api: httpx.AsyncClien
         assert r.status_code == status, (body, r.text)
         assert r.json()["error"]["param"] == param, (body, r.json())
     r = await api.post(url, content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     assert (await api.post("/v1/threads/nope/messages", json={"content": "x"})).status_code == 404
 
 

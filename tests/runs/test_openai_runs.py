@@ -126,7 +126,7 @@ async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_thro
                 events.append((f.event, f.json))
     assert events[-1][0] == "run.completed"
     run = events[-1][1]["data"]
-    assert run["usage"] == {"input_tokens": 300, "output_tokens": 42, "total_tokens": 342}
+    assert run["usage"] == {"input_tokens": 300, "output_tokens": 42, "total_tokens": 342, "estimated": False}
     deltas = "".join(e["data"]["delta"] for t, e in events if t == "message.delta")
     assert "Your order A1 has shipped and arrives Friday." in deltas
     reply = next(e["data"] for t, e in events if t == "message.created" and e["data"]["role"] == "assistant")

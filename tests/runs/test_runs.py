@@ -53,7 +53,7 @@ async def test_an_end_user_message_starts_a_run_whose_reply_is_stored_with_usage
 
     await until(finished)
     done = await _run(api, run["id"])
-    assert done["usage"] == {"input_tokens": 10, "output_tokens": 6, "total_tokens": 16}
+    assert done["usage"] == {"input_tokens": 10, "output_tokens": 6, "total_tokens": 16, "estimated": False}
     assert done["started_at"] and done["finished_at"] and done["error"] is None and done["attempts"] == 1
     user_msg, reply = await _messages(api, thread["id"])
     assert reply["role"] == "assistant" and reply["sent_by"] == "agent"

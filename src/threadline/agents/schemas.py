@@ -106,23 +106,57 @@ VersionSettings = Annotated[
     Field(description="Further runtime settings (a JSON object, at most 16 KiB serialized)."),
     bounded_json(16 * 1024),
 ]
+FAILURE_REPLY = (
+    "What the end user is sent when a run fails for good (the model server down, its answers unusable), e.g. "
+    "'Sorry, something went wrong; a person will get back to you'. Null: nothing is sent. The failure itself "
+    "is for operators only: the run's error, a run.failed event, a note in the thread."
+)
+FAILURE_HANDOFF = (
+    "When a run fails for good, hand the thread to a human (active becomes false), as the handoff tool does."
+)
+
+
+class Pricing(InputModel):
+    """Prices per million tokens, for the estimated cost in GET /v1/usage."""
+
+    currency: Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")] = "USD"
+    input_per_million_tokens: Annotated[float, Field(ge=0, le=1_000_000)]
+    output_per_million_tokens: Annotated[float, Field(ge=0, le=1_000_000)]
+
+
+class PricingRead(OutputModel):
+    currency: str
+    input_per_million_tokens: float
+    output_per_million_tokens: float
+
+
+def _version_rules(schema: dict[str, Any]) -> None:
+    """For the document, what _flow_fits_mode and the endpoints check: FLOW mode needs a flow; PROMPT mode takes
+    none and needs a model unless its provider serves one of its own (``local``); whether the provider serves
+    that model is checked on creation, against its settings."""
+    # Imported when the document is built: the runtime package (threadline.runs) imports this one.
+    from threadline.runs.providers.registry import PROVIDERS, needs_model
+
+    named: dict[str, Any] = {"required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}}
+    modelless = [name for name in PROVIDERS if not needs_model(name)]
+    prompt: dict[str, Any] = {"properties": {"flow": {"type": "null"}}}
+    if modelless:
+        prompt |= {"if": {"required": ["provider"], "properties": {"provider": {"enum": modelless}}}, "else": named}
+    else:
+        prompt |= {"allOf": [named]}
+    schema.update(
+        {
+            "if": {"properties": {"mode": {"const": AgentMode.FLOW.value}}},
+            "then": {"required": ["flow"], "properties": {"flow": {"not": {"type": "null"}}}},
+            "else": prompt,
+        }
+    )
 
 
 class AgentVersionSpec(InputModel):
     """One configuration of an agent. Versions are immutable: to change the agent, add a version."""
 
-    # For the document, what _flow_fits_mode and the endpoints check: FLOW mode needs a flow, PROMPT mode takes
-    # none and needs a model (which the provider must serve: that is checked on creation, against its settings).
-    model_config = ConfigDict(
-        json_schema_extra={
-            "if": {"properties": {"mode": {"const": AgentMode.FLOW.value}}},
-            "then": {"required": ["flow"], "properties": {"flow": {"not": {"type": "null"}}}},
-            "else": {
-                "required": ["model"],
-                "properties": {"flow": {"type": "null"}, "model": {"type": "string", "minLength": 1}},
-            },
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_version_rules)
 
     name: VersionName | None = Field(default=None, description="Defaults to 'v<number>'.")
     mode: AgentMode
@@ -137,6 +171,11 @@ class AgentVersionSpec(InputModel):
     flow: Flow | None = Field(default=None, validate_default=True)
     discard_inbound: bool = Field(default=False, description="Store inbound messages without answering them.")
     settings: VersionSettings = Field(default_factory=dict)
+    failure_reply: Annotated[str, Field(min_length=1, max_length=2000, pattern=NOT_BLANK)] | None = Field(
+        default=None, description=FAILURE_REPLY
+    )
+    failure_handoff: bool = Field(default=False, description=FAILURE_HANDOFF)
+    pricing: Pricing | None = Field(default=None, description="Prices per million tokens (estimated cost in usage).")
 
     @field_validator("flow")
     @classmethod
@@ -224,6 +263,9 @@ class AgentVersionRead(OutputModel):
     flow: dict[str, Any] | None
     discard_inbound: bool
     settings: dict[str, Any]
+    failure_reply: str | None = Field(description=FAILURE_REPLY)
+    failure_handoff: bool = Field(description=FAILURE_HANDOFF)
+    pricing: PricingRead | None
     created_at: datetime
 
     @classmethod
@@ -245,6 +287,9 @@ class AgentVersionRead(OutputModel):
             flow=version.flow,
             discard_inbound=version.discard_inbound,
             settings=version.settings,
+            failure_reply=version.failure_reply,
+            failure_handoff=version.failure_handoff,
+            pricing=PricingRead(**version.pricing) if version.pricing else None,
             created_at=version.created_at,
         )
 

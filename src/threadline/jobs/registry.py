@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from threadline.metrics import Metrics
 
 
-@dataclass(frozen=True)
+JobOutcome = Literal["succeeded", "failed"]
+
+
+@dataclass
 class JobContext:
     """What a handler gets besides its payload: the job's identity and the session of its transaction.
 
     Whatever the handler writes through ``session`` commits together with the job's success, or not at all.
+    ``outcome`` is the one field a handler sets: see its comment.
     """
 
     session: AsyncSession
@@ -37,6 +41,10 @@ class JobContext:
     # write in short transactions of their own, and make those writes idempotent (at-least-once).
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     settings: Settings | None = None  # the process's settings (providers, limits), when the worker has them
+    # A handler that returns normally but whose work failed for good (a run that failed, recorded as such) sets
+    # "failed": the job is done all the same (not retried), and the worker counts it as failed in
+    # threadline_jobs_completed_total and its log. Raising is what asks for a retry.
+    outcome: JobOutcome = "succeeded"
 
 
 class Reschedule(Exception):

@@ -298,8 +298,11 @@ class Worker:
                 self._observe(job, "dead" if state == JobState.DEAD else "retry", began)
             return
         self.stats["succeeded"] += 1
-        self._observe(job, "succeeded", began)
-        bound.debug("job.succeeded")
+        self._observe(job, ctx.outcome, began)
+        if ctx.outcome == "succeeded":
+            bound.debug("job.succeeded")
+        else:
+            bound.info("job.done", outcome=ctx.outcome)
 
     def _observe(self, job: Job, outcome: str, began: float) -> None:
         if self.metrics is not None:

@@ -13,6 +13,7 @@ from threadline.models.message import Message
 from threadline.models.run import Run, RunStatus
 from threadline.models.tag import Tag
 from threadline.models.thread import Thread, thread_assignees, thread_tags
+from threadline.models.usage_day import UsageDay
 from threadline.models.user import User
 from threadline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from threadline.models.workspace import Workspace
@@ -36,6 +37,7 @@ __all__ = [
     "RunStatus",
     "Tag",
     "Thread",
+    "UsageDay",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -52,4 +52,9 @@ class AgentVersion(IdMixin, WorkspaceMixin, Base):
     flow: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     discard_inbound: Mapped[bool] = mapped_column(Boolean, default=False)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # When a run fails for good: the message the end user gets (null: none) and whether a human takes over.
+    failure_reply: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_handoff: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Prices per million tokens, for GET /v1/usage's estimated cost: {"currency", "input", "output"}.
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -71,3 +71,6 @@ class Run(IdMixin, WorkspaceMixin, TimestampMixin, Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # The tool loop's progress, written as each step completes (runs.checkpoint): a retried attempt resumes
+    # from it, so that no model call is paid twice and no tool call that completed runs again.
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal, update
+from sqlalchemy import case, literal, select, update
 
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import AgentVersion, Message, Run, RunStatus, Thread
+from threadline.models.enums import Role
 
 
 class RunRepository(WorkspaceRepository):
@@ -45,8 +46,25 @@ class RunRepository(WorkspaceRepository):
         return run
 
     async def replies(self, run_id: int) -> list[Message]:
-        stmt = self.scoped(Message).where(Message.run_id == run_id, Message.role != "hidden").order_by(Message.seq)
+        """What the run said to the end user: its assistant messages (never its notes for operators)."""
+        stmt = (
+            self.scoped(Message).where(Message.run_id == run_id, Message.role == Role.ASSISTANT).order_by(Message.seq)
+        )
         return list((await self.session.execute(stmt)).scalars().all())
+
+    async def agent_of_thread(self, thread_id: int) -> int | None:
+        stmt = select(Thread.agent_id).where(Thread.id == thread_id, Thread.workspace_id == self.workspace_id)
+        agent_id: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return agent_id
+
+    async def save_checkpoint(self, run_id: int, checkpoint: dict[str, Any]) -> None:
+        """Record the tool loop's progress on a run that is still running (runs.checkpoint)."""
+        await self.session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.workspace_id == self.workspace_id, Run.status == RunStatus.RUNNING)
+            .values(checkpoint=checkpoint)
+            .execution_options(synchronize_session=False)
+        )
 
     async def page(self, thread_id: int, page: PageRequest) -> Page[Run]:
         return await keyset_page(self.session, self.scoped(Run).where(Run.thread_id == thread_id), Run.id, page)

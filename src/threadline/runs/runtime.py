@@ -24,8 +24,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -48,10 +48,11 @@ from threadline.kit.secrets import secret_box
 from threadline.kit.ssrf import GuardedTransport
 from threadline.messages import service as messages
 from threadline.messages.service import NewMessage
-from threadline.models import AgentVersion, EndUser, Integration, Message, Run, RunStatus, Tag, Thread, User
+from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Run, RunStatus, Tag, Thread, User
 from threadline.models.enums import AgentMode, ChannelType, MessageType, Role, SentBy, TagColor
 from threadline.models.run import FINISHED
-from threadline.runs import context, service
+from threadline.runs import checkpoint, context, service
+from threadline.runs.checkpoint import Step
 from threadline.runs.context import HistoryItem, Participant
 from threadline.runs.providers.base import (
     ChatMessage,
@@ -63,8 +64,12 @@ from threadline.runs.providers.base import (
     Usage,
 )
 from threadline.runs.providers.registry import DEFAULT_PROVIDER
+from threadline.runs.repository import RunRepository
 from threadline.runs.service import RUN_JOB
 from threadline.runs.tools import Action, AddTag, EndConversation, Handoff, ToolRunner, parse_tools, specs
+
+if TYPE_CHECKING:
+    from threadline.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +103,8 @@ class VersionView:
     provider: str | None
     model: str | None
     system_prompt: str | None
+    failure_reply: str | None
+    failure_handoff: bool
     temperature: float | None
     max_tokens: int | None
     tools: list[dict[str, Any]]
@@ -121,6 +128,8 @@ class RunInput:
     workspace_id: int
     thread_id: int
     thread_public_id: uuid.UUID
+    agent_public_id: uuid.UUID | None
+    started_at: datetime | None
     input_seq: int
     reply_to_id: int | None
     version: VersionView
@@ -128,6 +137,19 @@ class RunInput:
     history: list[HistoryItem]
     inbound: list[Inbound]
     flow_state: dict[str, Any] | None
+    checkpoint: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Progress:
+    """What an attempt has done so far, for the run's record, its log line and metrics, however it ends."""
+
+    provider: str = ""
+    model: str = ""
+    usage: Usage = field(default_factory=Usage)
+    iterations: int = 0
+    tool_calls: int = 0
+    ttft_s: float | None = None  # from the start of the attempt to the model's first token
 
 
 @dataclass(slots=True)
@@ -152,10 +174,11 @@ class Answer:
 class RunFailed(Exception):
     """The answer cannot be produced; ``retryable`` says whether a later attempt may succeed."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+    def __init__(self, code: str, message: str, *, retryable: bool, from_provider: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.from_provider = from_provider  # the model server failed (counted by kind in the metrics)
 
 
 @dataclass
@@ -174,24 +197,76 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ entry point
 
-    async def execute(self, run_ref: str, *, attempt: int, max_attempts: int) -> None:
-        """Execute the run with public id ``run_ref`` (one attempt of its job)."""
+    async def execute(
+        self, run_ref: str, *, attempt: int, max_attempts: int, metrics: Metrics | None = None
+    ) -> RunStatus | None:
+        """Execute the run with public id ``run_ref`` (one attempt of its job). Returns how the run ended, or
+        None when this attempt did not end it (it had ended already)."""
         inp = await self._claim(run_ref, first_attempt=attempt == 1)
         if inp is None:
-            return
-        bound = log.bind(run_id=inp.run_id, thread_id=inp.thread_id, attempt=attempt)
+            return None
+        bound = log.bind(run_id=str(inp.run_public_id), thread_id=str(inp.thread_public_id), attempt=attempt)
+        progress = Progress(provider=inp.version.provider or DEFAULT_PROVIDER, model=inp.version.model or "")
+        if inp.version.mode is AgentMode.FLOW:
+            progress.provider, progress.model = "flow", ""
+        failure: RunFailed | None = None
         try:
-            answer = await self._answer(inp)
+            answer = await self._answer(inp, progress)
         except Exception as exc:
             failure = _as_failure(exc)
+            if metrics is not None and failure.from_provider:
+                metrics.observe_provider_error(provider=progress.provider, kind=failure.code)
             if failure.retryable and attempt < max_attempts:
                 bound.warning("run.retry", code=failure.code, error=str(failure))
                 await self._requeue(inp)
                 raise
-            bound.warning("run.failed", code=failure.code, error=str(failure))
-            await self._fail(inp, failure)
-            return
-        await self._finish(inp, answer)
+            outcome = await self._fail(inp, failure, progress)
+        else:
+            outcome = await self._finish(inp, answer, progress)
+        if outcome is not None:
+            self._ended(inp, outcome, progress, failure, bound, metrics)
+        return outcome
+
+    def _ended(
+        self,
+        inp: RunInput,
+        outcome: RunStatus,
+        progress: Progress,
+        failure: RunFailed | None,
+        bound: Any,
+        metrics: Metrics | None,
+    ) -> None:
+        """The run's one log line, and its metrics."""
+        duration_s = (utcnow() - inp.started_at).total_seconds() if inp.started_at is not None else 0.0
+        (bound.warning if outcome is RunStatus.FAILED else bound.info)(
+            "run.ended",
+            outcome=str(outcome),
+            agent_id=str(inp.agent_public_id) if inp.agent_public_id else None,
+            provider=progress.provider,
+            model=progress.model or None,
+            duration_ms=round(duration_s * 1000),
+            ttft_ms=round(progress.ttft_s * 1000) if progress.ttft_s is not None else None,
+            input_tokens=progress.usage.input_tokens,
+            output_tokens=progress.usage.output_tokens,
+            usage_estimated=progress.usage.estimated,
+            iterations=progress.iterations,
+            tool_calls=progress.tool_calls,
+            error_code=failure.code if failure is not None else None,
+            error=str(failure) if failure is not None else None,
+        )
+        if metrics is not None:
+            metrics.observe_run(
+                agent=str(inp.agent_public_id) if inp.agent_public_id else "",
+                provider=progress.provider,
+                model=progress.model,
+                outcome=str(outcome),
+                duration_s=duration_s,
+                ttft_s=progress.ttft_s,
+                input_tokens=progress.usage.input_tokens,
+                output_tokens=progress.usage.output_tokens,
+                tool_calls=progress.tool_calls,
+                iterations=progress.iterations,
+            )
 
     # ------------------------------------------------------------------------------------ 1. claim
 
@@ -207,8 +282,9 @@ class Runtime:
     async def _claim_in(self, session: AsyncSession, run_ref: str, *, first_attempt: bool = False) -> RunInput | None:
         row = (
             await session.execute(
-                select(Run, Thread, AgentVersion, EndUser, Integration.type)
+                select(Run, Thread, AgentVersion, EndUser, Integration.type, Agent.public_id)
                 .join(Thread, Thread.id == Run.thread_id)
+                .outerjoin(Agent, Agent.id == Thread.agent_id)
                 .outerjoin(AgentVersion, AgentVersion.id == Run.agent_version_id)
                 .join(EndUser, EndUser.id == Thread.end_user_id)
                 .outerjoin(Integration, Integration.id == Thread.integration_id)
@@ -218,7 +294,7 @@ class Runtime:
         ).one_or_none()
         if row is None:
             return None
-        run, thread, version, end_user, channel_type = row
+        run, thread, version, end_user, channel_type, agent_public_id = row
         channel = ChannelType(channel_type) if channel_type is not None else ChannelType.API
         if run.status in FINISHED:
             return None
@@ -228,13 +304,20 @@ class Runtime:
         stop = _stop_reason(run, thread)
         if stop is not None:
             await _end(session, run, thread, RunStatus.CANCELLED, stop)
+            log.info(
+                "run.ended",
+                run_id=str(run.public_id),
+                thread_id=str(thread.public_id),
+                outcome="cancelled",
+                reason=stop,
+            )
             return None
         if first_attempt and run.status is RunStatus.RUNNING and run.attempts == 0:
             # Started by the request that queued it (runs.service.request_run): already the thread's running
             # run, run.started already recorded. Only read; the attempt is counted when the run ends.
             if version is None:
                 raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
-            inp, _ = await self._input(session, run, thread, version, end_user, channel)
+            inp, _ = await self._input(session, run, thread, version, end_user, channel, agent_public_id)
             return inp
         was_queued = run.status is RunStatus.QUEUED
         other = _OTHER_RUN
@@ -271,7 +354,7 @@ class Runtime:
             set_committed_value(run, name, value)
         if version is None:
             raise RunFailed("no_agent_version", "the thread's agent has no version to answer with", retryable=False)
-        inp, trigger = await self._input(session, run, thread, version, end_user, channel)
+        inp, trigger = await self._input(session, run, thread, version, end_user, channel, agent_public_id)
         if was_queued:
             refs = service.run_refs(run, thread=thread.public_id, version=version.public_id, trigger=trigger)
             await service.record_event(session, run, EventType.RUN_STARTED, thread.public_id, refs)
@@ -285,6 +368,7 @@ class Runtime:
         version: AgentVersion,
         end_user: EndUser,
         channel: ChannelType,
+        agent_public_id: uuid.UUID | None,
     ) -> tuple[RunInput, uuid.UUID | None]:
         # The history up to this run's last message, and what was said since that is not the end user's: the
         # replies of a run that was still running when this one was queued (a double text), operators'
@@ -321,6 +405,8 @@ class Runtime:
             workspace_id=run.workspace_id,
             thread_id=thread.id,
             thread_public_id=thread.public_id,
+            agent_public_id=agent_public_id,
+            started_at=run.started_at,
             input_seq=run.input_seq,
             reply_to_id=reply_to,
             version=VersionView(
@@ -328,6 +414,8 @@ class Runtime:
                 provider=version.provider,
                 model=version.model,
                 system_prompt=version.system_prompt,
+                failure_reply=version.failure_reply,
+                failure_handoff=version.failure_handoff,
                 temperature=temperature,
                 max_tokens=max_tokens,
                 tools=list(version.tools or []),
@@ -343,29 +431,32 @@ class Runtime:
             history=[HistoryItem(m.seq, m.role, m.sent_by, m.content, m.status, m.tool_calls) for m in recent],
             inbound=inbound,
             flow_state=thread.flow_state,
+            checkpoint=run.checkpoint,
         )
         return inp, trigger
 
     # ------------------------------------------------------------------------------------ 2. answer
 
-    async def _answer(self, inp: RunInput) -> Answer:
+    async def _answer(self, inp: RunInput, progress: Progress) -> Answer:
         if inp.version.mode is AgentMode.FLOW:
             from threadline.runs.flow_agent import answer_with_flow
 
             return await answer_with_flow(self, inp)
-        return await self._prompt(inp)
+        return await self._prompt(inp, progress)
 
-    async def _prompt(self, inp: RunInput) -> Answer:
+    async def _prompt(self, inp: RunInput, progress: Progress) -> Answer:
         version = inp.version
         try:
             provider = self.provider(version.provider or DEFAULT_PROVIDER)
         except (ValueError, LookupError) as exc:
             raise RunFailed("provider_unavailable", str(exc), retryable=False) from None
-        model = version.model or str(version.settings.get("model") or "")
+        model = version.model or str(version.settings.get("model") or "") or (provider.default_model or "")
         if not model:
             raise RunFailed("no_model", "the agent version names no model", retryable=False)
+        progress.model = model
         tools = parse_tools(version.tools)
         tool_specs = specs(tools)
+        began = time.perf_counter()
         await provider.warm_up()
         window = version.settings.get("context_window")
         messages = context.build(
@@ -385,65 +476,83 @@ class Runtime:
         )
         sealed = any(getattr(t, "headers_encrypted", None) for t in tools)
         runner = ToolRunner(tools, client=client, box=secret_box(self.settings) if sealed else None)
+        steps = checkpoint.load(inp.checkpoint)  # what earlier attempts of this run recorded
         answer = Answer()
         iterations: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
+        keys: set[str] = set()
         final = ""
         try:
             for index in range(max_iterations):
-                if not tool_specs or index == max_iterations - 1:
-                    choice = "none"  # the last call must answer
-                elif index == 0:
-                    choice = first_choice
+                if index < len(steps):  # recorded by an earlier attempt: neither the model nor done tools again
+                    step = steps[index]
+                    choice = "auto"
                 else:
-                    choice = "auto"  # a forced or required tool is forced once, not on every call
-                if choice == "auto" and not provider.supports_auto_tool_choice:
-                    choice = "none"
-                request = CompletionRequest(
-                    model=model,
-                    messages=messages,
-                    tools=tool_specs,
-                    tool_choice=choice,
-                    temperature=version.temperature,
-                    max_tokens=version.max_tokens,
-                )
-                started = time.perf_counter()
-                completion = await self._stream(provider, request, inp, index)
+                    choice = _tool_choice(index, max_iterations, first_choice, tool_specs, provider)
+                    request = CompletionRequest(
+                        model=model,
+                        messages=messages,
+                        tools=tool_specs,
+                        tool_choice=choice,
+                        temperature=version.temperature,
+                        max_tokens=version.max_tokens,
+                    )
+                    started = time.perf_counter()
+                    completion = await self._stream(provider, request, inp, index, progress, began)
+                    step = Step(index, completion, round((time.perf_counter() - started) * 1000, 1))
+                completion = step.completion
                 answer.usage = answer.usage + completion.usage
-                iteration: dict[str, Any] = {
-                    "index": index,
-                    "text": completion.text or None,
-                    "reasoning": completion.reasoning,
-                    "tool_calls": [c.id for c in completion.tool_calls],
-                    "finish_reason": completion.finish_reason,
-                    "usage": _usage(completion.usage),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-                iterations.append(iteration)
+                progress.usage, progress.iterations = answer.usage, index + 1
+                iterations.append(_iteration(step, resumed=index < len(steps)))
                 if not completion.tool_calls or choice == "none":
                     final = completion.text
                     break
+                if index == len(steps):
+                    steps.append(step)
+                    await self._save_checkpoint(inp, steps)  # the model's calls, before any of them runs
                 messages = (
                     *messages,
-                    ChatMessage(role="assistant", content=completion.text or None, tool_calls=completion.tool_calls),
+                    ChatMessage(role="assistant", content=completion.text, tool_calls=completion.tool_calls),
                 )
-                for call in completion.tool_calls:
-                    outcome = await runner.run(call)
-                    await self._transient(inp, EventType.MESSAGE_TOOL_CALL, {"iteration": index, **outcome.record})
+                for position, call in enumerate(completion.tool_calls):
+                    key = checkpoint.idempotency_key(str(inp.run_public_id), call.id, index, position, keys)
+                    outcome = step.outcomes[position]
+                    if outcome is None:
+                        outcome = await runner.run(call, idempotency_key=key)
+                        step.outcomes[position] = outcome
+                        await self._save_checkpoint(inp, steps)  # done: never run again, whatever happens next
+                        await self._transient(inp, EventType.MESSAGE_TOOL_CALL, {"iteration": index, **outcome.record})
+                    progress.tool_calls += 1
                     records.append(outcome.record)
                     answer.actions.extend(outcome.actions)
                     messages = (*messages, ChatMessage(role="tool", content=outcome.content, tool_call_id=call.id))
         finally:
             if self.http is None:
                 await client.aclose()
+        if not final.strip():
+            raise RunFailed("empty_output", "the model answered with no text", retryable=True)
         answer.replies.append(Reply(content=final, tool_calls=records or None, iterations=iterations))
         return answer
 
-    async def _stream(self, provider: Any, request: CompletionRequest, inp: RunInput, index: int) -> Completion:
+    async def _save_checkpoint(self, inp: RunInput, steps: list[Step]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await RunRepository(session, inp.workspace_id).save_checkpoint(inp.run_id, checkpoint.dump(steps))
+
+    async def _stream(
+        self,
+        provider: Any,
+        request: CompletionRequest,
+        inp: RunInput,
+        index: int,
+        progress: Progress,
+        began: float,
+    ) -> Completion:
         completion: Completion | None = None
         pending: list[str] = []
         last_sent = 0.0
         async for item in provider.stream(request):
+            if progress.ttft_s is None:
+                progress.ttft_s = time.perf_counter() - began
             if isinstance(item, TextDelta):
                 pending.append(item.text)
                 now = time.perf_counter()
@@ -477,11 +586,11 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ 3. finish
 
-    async def _finish(self, inp: RunInput, answer: Answer) -> None:
+    async def _finish(self, inp: RunInput, answer: Answer, progress: Progress) -> RunStatus | None:
         async with self.sessionmaker() as session, session.begin():
             thread, run = await _lock(session, inp)
             if run is None or run.status in FINISHED:
-                return
+                return None
             stop = _stop_reason(run, thread)
             thread_id = str(thread.public_id)
             if stop is not None:
@@ -494,9 +603,9 @@ class Runtime:
                             thread_id=thread_id,
                             new=_as_message(reply, Role.HIDDEN, run.id, metadata={"not_sent": stop}),
                         )
-                run.usage = _usage(answer.usage)
+                run.usage = _usage(answer.usage, tool_calls=progress.tool_calls)
                 await _end(session, run, thread, RunStatus.CANCELLED, stop)
-                return
+                return RunStatus.CANCELLED
             for reply in answer.replies:
                 await messages.append_message(
                     session,
@@ -507,8 +616,9 @@ class Runtime:
             if not answer.keep_flow_state:
                 thread.flow_state = answer.flow_state
             await _apply(session, inp.workspace_id, thread, answer.actions)
-            run.usage = _usage(answer.usage)
+            run.usage = _usage(answer.usage, tool_calls=progress.tool_calls)
             await _end(session, run, thread, RunStatus.COMPLETED, None)
+            return RunStatus.COMPLETED
 
     async def _requeue(self, inp: RunInput) -> None:
         """A failed attempt that will be retried: the run waits as ``queued``, so it does not hold the
@@ -525,18 +635,23 @@ class Runtime:
                 )
             )
 
-    async def _fail(self, inp: RunInput, failure: RunFailed) -> None:
+    async def _fail(self, inp: RunInput, failure: RunFailed, progress: Progress) -> RunStatus | None:
+        """The run failed for good. Operators see why (the run's error, ``run.failed``, a system note in the
+        thread, which is never a reply and never sent); the end user gets what the version says: its
+        ``failure_reply`` as the agent's message, and/or a handoff to a human; nothing else."""
         async with self.sessionmaker() as session, session.begin():
             thread, run = await _lock(session, inp)
             if run is None or run.status in FINISHED:
-                return
+                return None
+            run.usage = _usage(progress.usage, tool_calls=progress.tool_calls)
             if thread.erased_at is not None:
                 await _end(session, run, thread, RunStatus.CANCELLED, ERASED)
-                return
+                return RunStatus.CANCELLED
+            thread_id = str(thread.public_id)
             await messages.append_message(
                 session,
                 workspace_id=inp.workspace_id,
-                thread_id=str(thread.public_id),
+                thread_id=thread_id,
                 new=NewMessage(
                     role=Role.SYSTEM,
                     content=f"The agent could not answer ({failure.code}): {failure}",
@@ -545,8 +660,26 @@ class Runtime:
                     start_run=False,
                 ),
             )
+            # The end user hears from the agent only on a thread the agent still holds.
+            if inp.version.failure_reply and _stop_reason(run, thread) is None:
+                await messages.append_message(
+                    session,
+                    workspace_id=inp.workspace_id,
+                    thread_id=thread_id,
+                    new=_as_message(
+                        Reply(content=inp.version.failure_reply),
+                        Role.ASSISTANT,
+                        run.id,
+                        in_response_to_id=inp.reply_to_id,
+                        metadata={"failure_reply": True},
+                    ),
+                )
+            if inp.version.failure_handoff and thread.active and not thread.blocked:
+                reason = f"the agent could not answer ({failure.code})"
+                await _apply(session, inp.workspace_id, thread, [Handoff(reason)])
             run.error_code, run.error_message = failure.code, str(failure)[:2000]
             await _end(session, run, thread, RunStatus.FAILED, None)
+            return RunStatus.FAILED
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -572,11 +705,37 @@ def _with_replies_in_place(history: list[Any], said_since: Sequence[Any]) -> lis
     return merged + tail
 
 
+def _tool_choice(index: int, max_iterations: int, first: str, tool_specs: Sequence[Any], provider: Provider) -> str:
+    if not tool_specs or index == max_iterations - 1:
+        return "none"  # the last call must answer
+    choice = first if index == 0 else "auto"  # a forced or required tool is forced once, not on every call
+    if choice == "auto" and not provider.supports_auto_tool_choice:
+        return "none"
+    return choice
+
+
+def _iteration(step: Step, *, resumed: bool) -> dict[str, Any]:
+    """What the reply's ``iterations`` keeps of one model call."""
+    completion = step.completion
+    out: dict[str, Any] = {
+        "index": step.index,
+        "text": completion.text or None,
+        "reasoning": completion.reasoning,
+        "tool_calls": [c.id for c in completion.tool_calls],
+        "finish_reason": completion.finish_reason,
+        "usage": _usage(completion.usage),
+        "duration_ms": step.duration_ms,
+    }
+    if resumed:
+        out["resumed"] = True  # recorded by an earlier attempt of the run, not asked again
+    return out
+
+
 def _as_failure(exc: BaseException) -> RunFailed:
     if isinstance(exc, RunFailed):
         return exc
     if isinstance(exc, ProviderError):
-        return RunFailed(exc.code, str(exc), retryable=exc.retryable)
+        return RunFailed(exc.code, str(exc), retryable=exc.retryable, from_provider=True)
     if isinstance(exc, ValueError):  # a version the runtime cannot use (bad tools, flow): trying again won't help
         return RunFailed("invalid_agent_version", str(exc)[:500], retryable=False)
     return RunFailed("internal_error", f"unexpected {type(exc).__name__}", retryable=True)
@@ -632,12 +791,17 @@ def _as_message(
     )
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
+def _usage(usage: Usage, *, tool_calls: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.estimated:
+        out["estimated"] = True  # the server reported none: threadline counted the tokens itself
+    if tool_calls:
+        out["tool_calls"] = tool_calls
+    return out
 
 
 async def _lock(session: AsyncSession, inp: RunInput) -> tuple[Thread, Run | None]:
@@ -673,6 +837,7 @@ async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatu
         RunStatus.CANCELLED: EventType.RUN_CANCELLED,
     }[status]
     await service.record_event(session, run, event, thread.public_id)
+    await service.count_ended(session, run, agent_id=thread.agent_id, day=now.date())
     # The thread's next run (messages that came while this one ran) may go now.
     following = (
         await session.execute(
@@ -711,7 +876,7 @@ async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actio
         for ref in handoff.assign_to:
             user = await _user(session, workspace_id, ref)
             if user is None:
-                log.warning("run.unknown_assignee", thread_id=thread.id)
+                log.warning("run.unknown_assignee", thread_id=str(thread.public_id))
             elif str(user.public_id) not in assignees:
                 assignees.append(str(user.public_id))
         if assignees != [str(u.public_id) for u in current.assignees]:

@@ -13,6 +13,10 @@ class RunUsage(OutputModel):
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    estimated: bool = Field(
+        default=False,
+        description="True when the model server reported no usage and threadline counted the tokens itself.",
+    )
 
 
 class RunError(OutputModel):
@@ -58,6 +62,7 @@ def run_read(run: Run, refs: dict[str, dict[int, Any]]) -> RunRead:
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
             total_tokens=int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0)),
+            estimated=bool(usage.get("estimated", False)),
         ),
         error=RunError(code=run.error_code, message=run.error_message or "") if run.error_code else None,
         cancel_requested=run.cancel_requested,

@@ -9,7 +9,7 @@ one thread never interleave and no message is answered twice.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,7 @@ from threadline.models.run import FINISHED
 from threadline.runs.repository import RunRepository
 from threadline.runs.schemas import run_read
 from threadline.threads.repository import ThreadRepository
+from threadline.usage.repository import UsageRepository
 
 RUN_JOB = "runs.execute"
 _defaults: dict[str, float] = {"max_attempts": 3}
@@ -172,4 +173,23 @@ async def cancel_run(session: AsyncSession, *, workspace_id: int, run_id: str) -
     await session.flush()
     if run.status is RunStatus.CANCELLED:
         await record_event(session, run, EventType.RUN_CANCELLED, thread_public_id)
+        agent_id = await RunRepository(session, workspace_id).agent_of_thread(run.thread_id)
+        await count_ended(session, run, agent_id=agent_id, day=now.date())
     return run
+
+
+async def count_ended(session: AsyncSession, run: Run, *, agent_id: int | None, day: date) -> None:
+    """Count a run that just ended in its version's usage of ``day`` (GET /v1/usage)."""
+    if run.agent_version_id is None or agent_id is None:
+        return
+    usage = run.usage or {}
+    await UsageRepository(session, run.workspace_id).count_run(
+        day=day,
+        agent_id=agent_id,
+        agent_version_id=run.agent_version_id,
+        outcome=str(run.status),
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+        estimated=bool(usage.get("estimated")),
+        tool_calls=int(usage.get("tool_calls", 0)),
+    )

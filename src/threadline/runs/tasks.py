@@ -6,6 +6,7 @@ from typing import Any
 
 from threadline.config import environment_settings
 from threadline.jobs.registry import JobContext, task
+from threadline.models import RunStatus
 from threadline.runs.runtime import Runtime
 from threadline.runs.service import RUN_JOB
 
@@ -15,7 +16,11 @@ _runtimes: dict[int, Runtime] = {}
 
 @task(RUN_JOB)
 async def execute_run(ctx: JobContext, payload: dict[str, Any]) -> None:
-    await runtime_for(ctx).execute(str(payload["run"]), attempt=ctx.attempt, max_attempts=ctx.max_attempts)
+    outcome = await runtime_for(ctx).execute(
+        str(payload["run"]), attempt=ctx.attempt, max_attempts=ctx.max_attempts, metrics=ctx.metrics
+    )
+    if outcome is RunStatus.FAILED:
+        ctx.outcome = "failed"  # the job is done (not retried), but what it ran failed: so say the job metrics
 
 
 def runtime_for(ctx: JobContext) -> Runtime:

@@ -149,7 +149,9 @@ class ToolRunner:
         self.client = client
         self.box = box
 
-    async def run(self, call: ToolCall) -> ToolOutcome:
+    async def run(self, call: ToolCall, *, idempotency_key: str | None = None) -> ToolOutcome:
+        """Run one call. HTTP tools send ``idempotency_key`` as the ``Idempotency-Key`` header: the same on
+        every attempt of the run, so that a receiver can tell a call it has already handled."""
         started = time.perf_counter()
         record: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
         try:
@@ -163,7 +165,7 @@ class ToolRunner:
         if tool is None:
             return self._failed(record, started, f"no tool named '{call.name}'")
         try:
-            result, actions = await self._dispatch(tool, arguments)
+            result, actions = await self._dispatch(tool, arguments, idempotency_key)
         except ToolFailed as exc:
             return self._failed(record, started, str(exc))
         record["result"] = result
@@ -176,9 +178,11 @@ class ToolRunner:
         record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return ToolOutcome(record, json.dumps({"error": error}))
 
-    async def _dispatch(self, tool: Any, arguments: dict[str, Any]) -> tuple[Any, list[Action]]:
+    async def _dispatch(
+        self, tool: Any, arguments: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[Any, list[Action]]:
         if isinstance(tool, HttpTool):
-            return await self._http(tool, arguments), []
+            return await self._http(tool, arguments, idempotency_key), []
         if isinstance(tool, HandoffTool):
             reason = str(arguments.get("reason") or "the agent asked for a human")
             return (
@@ -196,11 +200,13 @@ class ToolRunner:
             return "The conversation is marked as ended.", [EndConversation(str(arguments.get("reason") or ""))]
         raise ToolFailed(f"tool type {type(tool).__name__} cannot run")  # pragma: no cover
 
-    async def _http(self, tool: HttpTool, arguments: dict[str, Any]) -> Any:
+    async def _http(self, tool: HttpTool, arguments: dict[str, Any], idempotency_key: str | None = None) -> Any:
         try:
             headers = open_headers(tool, self.box)
         except Exception:
             raise ToolFailed(f"{tool.name}: its headers cannot be decrypted (were the secret keys changed?)") from None
+        if idempotency_key is not None and not any(h.lower() == "idempotency-key" for h in headers):
+            headers["Idempotency-Key"] = idempotency_key
         kwargs: dict[str, Any] = {"headers": headers, "timeout": tool.timeout_s}
         if tool.method == "GET":
             kwargs["params"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in arguments.items()}

@@ -66,13 +66,19 @@ class CompletionRequest:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    # True: the server reported none and threadline counted the tokens itself (a sum is estimated if any part is).
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.estimated or other.estimated,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,9 @@ class Provider(ABC):
     name: str
     # False: only "none" or one named tool can be asked for (the run loop then never asks for "auto").
     supports_auto_tool_choice: bool = True
+    # The model a version that names none gets (a provider serving one model of its own); None: a version of
+    # this provider must name its model. Ask the registry's ``needs_model(name)``.
+    default_model: str | None = None
 
     @abstractmethod
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:

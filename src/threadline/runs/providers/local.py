@@ -67,6 +67,7 @@ class LocalProvider(Provider):
 
     name = "local"
     supports_auto_tool_choice = False
+    default_model = MODEL_NAME  # the only one it serves: a version need not name it
 
     def __init__(self, *, model_path: Path | None = None, context_window: int = 8192) -> None:
         self._model_path = model_path

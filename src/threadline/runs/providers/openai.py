@@ -194,7 +194,7 @@ class OpenAIProvider(Provider):
         output = len(tokenizer.encoding.encode(answer, disallowed_special=()))
         if not tokenizer.exact:
             output = self._margins.apply(request.model, output)
-        return Usage(self.count_tokens(request.messages, request.tools, model=request.model), output)
+        return Usage(self.count_tokens(request.messages, request.tools, model=request.model), output, estimated=True)
 
     # ------------------------------------------------------------------------------------------ errors
 
@@ -315,7 +315,8 @@ def _function(tool: ToolSpec) -> dict[str, Any]:
 def _message(message: ChatMessage) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
     if message.role == "assistant":
-        out["content"] = message.content
+        # Never null: OpenAI accepts null beside tool_calls, llama.cpp's server (and others) refuse it.
+        out["content"] = message.content or ""
         if message.tool_calls:
             out["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

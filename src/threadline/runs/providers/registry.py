@@ -39,6 +39,26 @@ def _key(name: str, settings: Settings) -> tuple[Any, ...]:
     raise UnknownProvider(name)
 
 
+def provider_class(name: str) -> type[Provider]:
+    """The class of provider ``name``, imported on first use; raises :class:`UnknownProvider` for any other."""
+    if name == "openai":
+        from threadline.runs.providers.openai import OpenAIProvider
+
+        return OpenAIProvider
+    if name == "local":
+        from threadline.runs.providers.local import LocalProvider
+
+        return LocalProvider
+    raise UnknownProvider(name)
+
+
+def needs_model(name: str) -> bool:
+    """Whether an agent version of provider ``name`` must name its model. A provider that serves one model of
+    its own (``local``) does not: its ``default_model`` answers for a version that names none. Raises
+    :class:`UnknownProvider` for a name no provider has."""
+    return provider_class(name).default_model is None
+
+
 def _build(name: str, settings: Settings) -> Provider:
     if name == "openai":
         from threadline.runs.providers.openai import OpenAIProvider
