@@ -13,10 +13,22 @@ requests with a ``chat.completion``, fails with OpenAI's error body, and lists m
         ...
         assert server.requests[0].messages[-1]["content"] == "Hi"
 
-Each request takes the next scripted reply (a :class:`Reply`, an :class:`ErrorReply`, or a function of the
-:class:`ReceivedRequest` returning one); with none left it takes ``server.default`` (a reply or a function),
-and with no default it fails with a 400 ``no_scripted_reply``, so a test that sends more than it scripted
-sees it at once (400 is not retried by well-behaved clients).
+Each request takes the next scripted reply (a :class:`Reply`, an :class:`ErrorReply`, a :class:`Forward`, or
+a function of the :class:`ReceivedRequest` returning one); with none left it takes ``server.default`` (a reply
+or a function), and with no default it fails with a 400 ``no_scripted_reply``, so a test that sends more than it
+scripted sees it at once (400 is not retried by well-behaved clients).
+
+It refuses what real servers refuse, before any script is used (``strict=False`` turns this off):
+
+- a top-level field that OpenAI does not know: 400 ``Unrecognized request argument supplied: <name>``, as
+  OpenAI answers (the known fields are those of the ``openai`` SDK's ``CompletionCreateParams``);
+- an assistant message whose ``content`` is ``null`` (beside ``tool_calls`` or not): 500 with the validation
+  error llama-cpp-python's server (``python -m llama_cpp.server``) answers, which declares ``content`` as an
+  optional string that may be left out but not be null. OpenAI accepts the null; llama.cpp's server does not.
+
+With ``upstream`` (the ``/v1`` base URL of a real server), a :class:`Forward` answer relays the request there
+and streams its answer back unchanged: a real server behind a stand-in that can fail on cue. Such a relay
+leaves refusing to the real server.
 """
 
 from __future__ import annotations
@@ -31,9 +43,16 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
+from openai.types.chat import completion_create_params
 
-__all__ = ["ErrorReply", "OpenAIStandIn", "ReceivedRequest", "Reply", "ToolCallReply"]
+__all__ = ["ErrorReply", "Forward", "OpenAIStandIn", "ReceivedRequest", "Reply", "ToolCallReply"]
+
+# Every top-level field of a chat completion request that OpenAI knows, as the SDK declares them.
+KNOWN_FIELDS = frozenset(completion_create_params.CompletionCreateParamsStreaming.__annotations__) | frozenset(
+    completion_create_params.CompletionCreateParamsNonStreaming.__annotations__
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +136,44 @@ class ErrorReply:
     def model_not_found(cls, model: str) -> ErrorReply:
         return cls(404, f"The model `{model}` does not exist.", code="model_not_found", param="model")
 
+    @classmethod
+    def unrecognized_argument(cls, name: str) -> ErrorReply:
+        """OpenAI's answer to a top-level field it does not know."""
+        return cls(400, f"Unrecognized request argument supplied: {name}")
+
+    @classmethod
+    def llama_cpp_null_content(cls, index: int, message: dict[str, Any]) -> ErrorReply:
+        """llama-cpp-python's server (0.3.36) on an assistant message whose content is null: a 500 whose message
+        lists how the message failed each kind of message its request model accepts (seen with the real server;
+        the file and line it also names are left out)."""
+        where = f"('body', 'messages', {index}"
+        lines = [
+            f"{{'type': 'literal_error', 'loc': {where}, 'ChatCompletionRequestSystemMessage', 'role'), "
+            "'msg': \"Input should be 'system'\", 'input': 'assistant', 'ctx': {'expected': \"'system'\"}}",
+            f"{{'type': 'literal_error', 'loc': {where}, 'ChatCompletionRequestUserMessage', 'role'), "
+            "'msg': \"Input should be 'user'\", 'input': 'assistant', 'ctx': {'expected': \"'user'\"}}",
+            f"{{'type': 'string_type', 'loc': {where}, 'ChatCompletionRequestAssistantMessage', 'content'), "
+            "'msg': 'Input should be a valid string', 'input': None}",
+            f"{{'type': 'literal_error', 'loc': {where}, 'ChatCompletionRequestToolMessage', 'role'), "
+            "'msg': \"Input should be 'tool'\", 'input': 'assistant', 'ctx': {'expected': \"'tool'\"}}",
+            f"{{'type': 'missing', 'loc': {where}, 'ChatCompletionRequestToolMessage', 'tool_call_id'), "
+            f"'msg': 'Field required', 'input': {message!r}}}",
+            f"{{'type': 'literal_error', 'loc': {where}, 'ChatCompletionRequestFunctionMessage', 'role'), "
+            "'msg': \"Input should be 'function'\", 'input': 'assistant', 'ctx': {'expected': \"'function'\"}}",
+            f"{{'type': 'missing', 'loc': {where}, 'ChatCompletionRequestFunctionMessage', 'name'), "
+            f"'msg': 'Field required', 'input': {message!r}}}",
+        ]
+        text = "7 validation errors:\n" + "".join(f"  {line}\n" for line in lines) + "\n    POST /v1/chat/completions"
+        return cls(500, text, type="internal_server_error")
+
     def body(self) -> dict[str, Any]:
         kind = self.type or _ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "api_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Relay the request to the stand-in's ``upstream`` server and send its answer back as it comes."""
 
 
 @dataclass
@@ -173,7 +227,7 @@ class ReceivedRequest:
         return self.headers.get("authorization")
 
 
-Answer = Reply | ErrorReply
+Answer = Reply | ErrorReply | Forward
 Responder = Callable[[ReceivedRequest], Answer]
 Scripted = Answer | Responder
 
@@ -186,11 +240,22 @@ class OpenAIStandIn:
 
     ``api_key``: when set, requests without ``Authorization: Bearer <api_key>`` get OpenAI's 401.
     ``models``: what ``GET /v1/models`` lists.
+    ``strict``: refuse what real servers refuse (see the module docstring); not with an ``upstream``.
+    ``upstream``: the base URL (ending in ``/v1``) that :class:`Forward` answers relay to.
     """
 
-    def __init__(self, *, api_key: str | None = None, models: Sequence[str] = ("gpt-4o-mini",)) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        models: Sequence[str] = ("gpt-4o-mini",),
+        strict: bool = True,
+        upstream: str | None = None,
+    ) -> None:
         self.api_key = api_key
         self.models = list(models)
+        self.strict = strict
+        self.upstream = upstream.rstrip("/") if upstream else None
         self.default: Scripted | None = None
         self._script: deque[Scripted] = deque()
         self._requests: list[ReceivedRequest] = []
@@ -324,8 +389,15 @@ class OpenAIStandIn:
         if request.body is None or not isinstance(request.body.get("messages"), list):
             await self._send_error(send, ErrorReply(400, "'messages' is a required property", param="messages"))
             return
+        refusal = _refusal(request.body) if self.strict and self.upstream is None else None
+        if refusal is not None:
+            await self._send_error(send, refusal)
+            return
 
         answer = self._next_answer(request)
+        if isinstance(answer, Forward):
+            await self._forward(send, request, raw)
+            return
         if isinstance(answer, ErrorReply):
             await self._sleep(answer.delay_s)
             await self._send_error(send, answer)
@@ -345,6 +417,30 @@ class OpenAIStandIn:
         if scripted is None:
             return ErrorReply(400, "The stand-in has no reply scripted for this request.", code="no_scripted_reply")
         return scripted(request) if callable(scripted) else scripted
+
+    async def _forward(self, send: _Send, request: ReceivedRequest, raw: bytes) -> None:
+        """The upstream server's answer to this request, status, content type and body as they come."""
+        if self.upstream is None:
+            await self._send_error(
+                send, ErrorReply(500, "Forward() needs OpenAIStandIn(upstream=...).", code="no_upstream")
+            )
+            return
+        path = request.path.removeprefix("/v1")
+        headers = {"content-type": "application/json"}
+        if request.authorization:
+            headers["authorization"] = request.authorization
+        try:
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5)) as client,
+                client.stream(request.method, self.upstream + path, content=raw, headers=headers) as response,
+            ):
+                kept = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+                await send({"type": "http.response.start", "status": response.status_code, "headers": kept})
+                async for piece in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except httpx.HTTPError:
+            return  # the connection to the client is dropped, as a dying proxy would
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: _Send, error: ErrorReply) -> None:
         await _send_json(send, error.status, error.body(), error.headers)
@@ -386,6 +482,21 @@ async def _send_json(send: _Send, status: int, payload: Any, extra: dict[str, st
     headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------------------------- refusals
+
+
+def _refusal(body: dict[str, Any]) -> ErrorReply | None:
+    """What a real server answers to a request it refuses (see the module docstring), or None."""
+    for name in body:
+        if name not in KNOWN_FIELDS:
+            return ErrorReply.unrecognized_argument(name)
+    for index, message in enumerate(body["messages"]):
+        if isinstance(message, dict) and message.get("role") == "assistant" and "content" in message:
+            if message["content"] is None:
+                return ErrorReply.llama_cpp_null_content(index, message)
+    return None
 
 
 # --------------------------------------------------------------------------------------------- payloads
