@@ -27,6 +27,7 @@ from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodicall
 from threadline.runs.providers.registry import close_providers
 from threadline.web.access import AccessMiddleware
 from threadline.web.body import BufferedBodyMiddleware
+from threadline.web.docs import add_docs
 from threadline.web.errors import install_error_handlers
 from threadline.web.idempotency import IdempotencyMiddleware, IdempotentReplay, purge_expired, replay_response
 from threadline.web.limits import Limits
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by web.docs, from the package rather than a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     install_error_handlers(app)
     app.add_exception_handler(IdempotentReplay, replay_response)
     _include_routers(app)
+    add_docs(app, title=app.title, openapi_url="/openapi.json")
     if settings.metrics_enabled:
         _add_metrics_endpoint(app, metrics)
 
@@ -222,6 +224,7 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.runs.endpoints import router as runs
     from threadline.tags.endpoints import router as tags
     from threadline.threads.endpoints import router as threads
+    from threadline.usage.endpoints import router as usage
     from threadline.users.endpoints import router as users
     from threadline.webhooks.endpoints import router as webhooks
 
@@ -242,5 +245,6 @@ def _include_routers(app: FastAPI) -> None:
         api_keys,
         audit_events,
         privacy,
+        usage,
     ):
         app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES, dependencies=[Depends(single_valued_query)])

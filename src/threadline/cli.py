@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -41,20 +42,141 @@ class CliError(click.ClickException):
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _settings(database_url: str | None = None, *, alembic_logs: bool = False, **overrides: Any) -> Settings:
+def _settings(
+    database_url: str | None = None, *, alembic_logs: bool = False, recall: bool = True, **overrides: Any
+) -> Settings:
+    """The process's settings, with the command line's options over the environment. With ``recall`` (every
+    command but the servers) and no database named, a missing ``./data`` falls back to the data dir that
+    ``threadline serve`` last used (see ``_locate``)."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if database_url:
         values["database_url"] = database_url
+    data_dir = _given_data_dir()
+    if data_dir is not None:
+        values["data_dir"] = data_dir
     try:
         settings = Settings(**values)
     except Exception as exc:  # pydantic's ValidationError: a bad THREADLINE_* variable
         raise CliError(f"invalid settings: {exc}") from None
     configure_logging(settings.log_level, settings.log_format)
-    # Alembic says "Context impl SQLiteImpl" each time anything looks at the schema; only `migrate`
-    # has reason to show what alembic does.
+    # Alembic says "Context impl SQLiteImpl" each time anything looks at the schema, and "Running upgrade"
+    # for each migration: `migrate --verbose` shows them, nothing else does.
     logging.getLogger("alembic").setLevel(logging.INFO if alembic_logs else logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if recall and not _database_named(settings):
+        settings = _locate(settings, values)
     return settings
+
+
+# ------------------------------------------------------------------------------------------- data dir
+# `threadline serve` makes its SQLite database in ./data, relative to the directory it was started in (the
+# repository, with ./dev serve). Run from anywhere else, the other commands would look in another ./data,
+# find nothing and suggest `migrate`, which would make a second, empty database. So `serve` writes down the
+# data dir it used, and the other commands fall back to it when no database is named and ./data has none.
+
+DATA_DIR_META = "threadline.data_dir"  # click's context meta: --data-dir (or THREADLINE_DATA_DIR) when given
+DATABASE_FILE = "threadline.db"
+
+
+def _keep_data_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None:
+        ctx.meta[DATA_DIR_META] = value
+    return value
+
+
+def _given_data_dir() -> Path | None:
+    """--data-dir, or THREADLINE_DATA_DIR (click reads it for the option), when the command was given one."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get(DATA_DIR_META) if ctx is not None else None
+    return value if isinstance(value, Path) else None
+
+
+def _database_named(settings: Settings) -> bool:
+    """Whether the user said which database: a URL, or a data dir (option or environment)."""
+    return bool(settings.database_url) or _given_data_dir() is not None or bool(os.environ.get("THREADLINE_DATA_DIR"))
+
+
+def _state_file() -> Path:
+    """Where `serve` writes down its data dir: $XDG_STATE_HOME/threadline/data_dir (~/.local/state/...)."""
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "threadline" / "data_dir"
+
+
+def _recorded_data_dir() -> Path | None:
+    """The data dir `threadline serve` last used on this account, if it still holds a database."""
+    try:
+        recorded = Path(_state_file().read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return recorded if recorded.is_absolute() and (recorded / DATABASE_FILE).is_file() else None
+
+
+def _record_data_dir(settings: Settings) -> None:
+    """Write down the data dir a server uses (SQLite in a data dir only; a URL is the user's to repeat)."""
+    if settings.database_url:
+        return
+    path = _state_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(settings.data_dir.resolve()) + "\n", encoding="utf-8")
+    except OSError:  # a read-only home: the other commands then only look in ./data
+        pass
+
+
+def _locate(settings: Settings, values: dict[str, Any]) -> Settings:
+    """``settings``, or, when ./data holds no database, the same pointed at the data dir `serve` last used."""
+    here = settings.data_dir.resolve()
+    if (here / DATABASE_FILE).exists():
+        return settings
+    recorded = _recorded_data_dir()
+    if recorded is None or recorded == here:
+        return settings
+    _announce(
+        settings,
+        f"using {recorded / DATABASE_FILE}, the database `threadline serve` last used "
+        f"({here} has none; --data-dir or THREADLINE_DATA_DIR choose another)",
+        "cli.data_dir_recalled",
+        data_dir=str(recorded),
+    )
+    return Settings(**{**values, "data_dir": recorded})
+
+
+def _missing_database(settings: Settings, path: Path) -> CliError:
+    """The error for a SQLite database that is not there: where it looked, and how to point at the right one."""
+    if settings.database_url:
+        return CliError(
+            f"no database at {path} (from --database-url or THREADLINE_DATABASE_URL): check the path, or run "
+            "`threadline migrate` to create a new, empty database there"
+        )
+    if _database_named(settings):
+        return CliError(
+            f"no database at {path} (from --data-dir or THREADLINE_DATA_DIR): check the directory, or run "
+            "`threadline migrate` to create a new, empty database there"
+        )
+    return CliError(
+        f"no database at {path}: ./data is looked for in the current directory, and `threadline serve` has "
+        f"recorded no other data dir that holds one ({_state_file()}). Point at yours with --data-dir DIR "
+        "(or THREADLINE_DATA_DIR=DIR, the directory `threadline serve` ran with), or --database-url URL; "
+        "`threadline migrate` would create a new, empty database here"
+    )
+
+
+def _require_database_file(settings: Settings) -> None:
+    """Refuse a SQLite database file that does not exist (rather than leave an empty one behind)."""
+    path = _sqlite_path(settings)
+    if path is not None and not path.exists():
+        raise _missing_database(settings, path)
+
+
+def _announce(settings: Settings, text: str, event: str, **fields: Any) -> None:
+    """A line for whoever runs the process, on stderr: as ``text`` in the console log format, and as a log line
+    (``event`` with ``fields``) in the JSON one, where every line must parse as JSON."""
+    if settings.log_format == "json":
+        import structlog
+
+        structlog.get_logger("threadline.cli").info(event, **fields)
+    else:
+        click.echo(text, err=True)
 
 
 def _display_url(settings: Settings) -> str:
@@ -115,10 +237,7 @@ async def _require_schema_at_head(engine: AsyncEngine) -> None:
 
 def _with_data(settings: Settings, body: Callable[[AsyncSession], Awaitable[T]], *, write: bool = False) -> T:
     """Run ``body`` in one transaction on a database whose schema is current."""
-    path = _sqlite_path(settings)
-    if path is not None and not path.exists():
-        # Do not leave an empty database file behind just to say there is nothing in it.
-        raise CliError(f"no database at {path}: run `threadline migrate` (or `threadline serve`) first")
+    _require_database_file(settings)
 
     async def run(engine: AsyncEngine) -> T:
         from threadline.db.engine import create_sessionmaker
@@ -153,12 +272,27 @@ def _parse_scopes(raw: str) -> list[Any]:
     return [Scope(s) for s in dict.fromkeys(names)]
 
 
-database_url_option = click.option(
+_database_url_option = click.option(
     "--database-url",
     envvar="THREADLINE_DATABASE_URL",
     show_envvar=True,
-    help="postgresql://... or sqlite:///...; default: SQLite in THREADLINE_DATA_DIR (./data).",
+    help="postgresql://... or sqlite:///...; default: SQLite in the data dir.",
 )
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="THREADLINE_DATA_DIR",
+    show_envvar=True,
+    expose_value=False,
+    callback=_keep_data_dir,
+    help="Directory of the SQLite database (threadline.db); default: ./data, or else the one `threadline serve` "
+    "last used.",
+)
+
+
+def database_url_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--database-url and --data-dir: which database a command works on."""
+    return _database_url_option(_data_dir_option(func))
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -171,17 +305,14 @@ def main() -> None:
 
 
 def _http_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        [
-            click.option("--host", help="Address to bind [env THREADLINE_HOST; default 127.0.0.1]."),
-            click.option("--port", type=int, help="Port to listen on [env THREADLINE_PORT; default 8000]."),
-            database_url_option,
-            click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations on start."),
-            click.option(
-                "--no-bootstrap", is_flag=True, help="Do not seed an empty database with a workspace and key."
-            ),
-        ]
-    ):
+    decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--host", help="Address to bind [env THREADLINE_HOST; default 127.0.0.1]."),
+        click.option("--port", type=int, help="Port to listen on [env THREADLINE_PORT; default 8000]."),
+        database_url_option,
+        click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations on start."),
+        click.option("--no-bootstrap", is_flag=True, help="Do not seed an empty database with a workspace and key."),
+    ]
+    for option in reversed(decorators):
         func = option(func)
     return func
 
@@ -221,9 +352,21 @@ def _serve_http(
         overrides["auto_migrate"] = False
     if no_bootstrap:
         overrides["bootstrap"] = False
-    settings = _settings(database_url, **overrides)
+    settings = _settings(database_url, recall=False, **overrides)
+    if not _database_named(settings) and not (settings.data_dir / DATABASE_FILE).exists():
+        recorded = _recorded_data_dir()
+        if recorded is not None and recorded != settings.data_dir.resolve():
+            _announce(
+                settings,
+                f"no database in {settings.data_dir.resolve()}: creating one (the last server ran with "
+                f"--data-dir {recorded})",
+                "cli.new_data_dir",
+                data_dir=str(settings.data_dir.resolve()),
+                last_data_dir=str(recorded),
+            )
     # Fail here, in one line, rather than in the app's start-up with a traceback.
     _run(lambda: _with_engine(settings, _check_reachable if settings.auto_migrate else _require_schema_at_head))
+    _record_data_dir(settings)
     if run_workers:
         _import_tasks(settings)
     app = create_app(settings)
@@ -283,6 +426,7 @@ def worker(
     settings = _settings(database_url, worker_concurrency=concurrency)
     if settings.worker_concurrency < 1:
         raise CliError("--concurrency must be at least 1")
+    _require_database_file(settings)
     _import_tasks(settings)
     configure_services(settings)
 
@@ -298,8 +442,16 @@ def worker(
         if metrics is not None and metrics_port is not None:
             server = _start_metrics_server(metrics, metrics_host, metrics_port)
             refresher = asyncio.create_task(refresh_periodically(metrics, maker, settings.metrics_refresh_interval_s))
-            click.echo(f"metrics on http://{metrics_host}:{server.server_port}/metrics", err=True)
-        click.echo(f"worker {job_worker.id} running on {_display_url(settings)}", err=True)
+            url = f"http://{metrics_host}:{server.server_port}/metrics"
+            _announce(settings, f"metrics on {url}", "worker.metrics_served", url=url)
+        where = _display_url(settings)
+        _announce(
+            settings,
+            f"worker {job_worker.id} running on {where}",
+            "worker.running",
+            worker_id=job_worker.id,
+            database=where,
+        )
         try:
             await job_worker.run()
         finally:
@@ -350,11 +502,12 @@ def _exit_zero_on_signals() -> Iterator[None]:
 @database_url_option
 @click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
 @click.option("--downgrade", "downgrade_to", metavar="REV", help="Downgrade to REV instead (e.g. base).")
-def migrate(database_url: str | None, revision: str, downgrade_to: str | None) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show each migration as alembic runs it.")
+def migrate(database_url: str | None, revision: str, downgrade_to: str | None, verbose: bool) -> None:
     """Apply pending migrations (or downgrade with --downgrade REV)."""
     from threadline.db import migrate as migrations
 
-    settings = _settings(database_url, alembic_logs=True)
+    settings = _settings(database_url, alembic_logs=verbose)
 
     async def run(engine: AsyncEngine) -> tuple[str | None, str | None]:
         before = await migrations.current_revision(engine)
@@ -638,9 +791,7 @@ def secrets_rotate(batch_size: int, database_url: str | None) -> None:
     from threadline.kit.secrets import secret_box
 
     settings = _settings(database_url)
-    path = _sqlite_path(settings)
-    if path is not None and not path.exists():
-        raise CliError(f"no database at {path}: run `threadline migrate` (or `threadline serve`) first")
+    _require_database_file(settings)
     try:
         secret_box(settings)
     except ValueError as exc:  # a malformed key, named by its position (never echoed)

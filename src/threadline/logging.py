@@ -154,6 +154,28 @@ def processors(fmt: str = "console") -> list[Processor]:
     ]
 
 
+def stdlib_formatter(fmt: str = "console") -> logging.Formatter:
+    """How the standard library's lines (uvicorn's start-up and errors, SQLAlchemy's, alembic's...) are written:
+    ``LEVEL logger message`` in the console format; in the JSON one, JSON objects like structlog's own (with
+    ``logger``, and the traceback as ``exception``), so that every line of the process parses as JSON."""
+    if fmt != "json":
+        return EscapingFormatter("%(levelname)s %(name)s %(message)s")
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.ExceptionRenderer(format_exception),
+            escape_control_characters,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
@@ -165,7 +187,9 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(stdlib_formatter(fmt))
     logging.basicConfig(level=numeric, handlers=[handler])
+    if fmt == "json":  # Python's warnings too, as py.warnings lines, not straight to stderr in a format of their own
+        logging.captureWarnings(True)
     # uvicorn's own access log would duplicate ours (and has no request id).
     logging.getLogger("uvicorn.access").disabled = True

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from threadline.models import Agent, AgentVersion, EndUser, Thread
@@ -354,3 +355,36 @@ async def test_tools_and_provider_settings_are_checked_when_a_version_is_created
     forced = {**PROMPT, "tools": [{"type": "add_tag"}], "settings": {"tool_choice": "add_tag"}}
     ok = await api.post("/v1/agents", json={"name": "x", "version": forced})
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_local_version_needs_no_model_and_an_openai_one_does(api: httpx.AsyncClient) -> None:
+    # docs/providers.md's example, as written: the local provider serves one model of its own.
+    local = {"mode": "PROMPT", "provider": "local", "system_prompt": "You answer for Acme Bikes."}
+    r = await api.post("/v1/agents", json={"name": "Offline", "version": local})
+    if importlib.util.find_spec("llama_cpp") is not None:
+        assert r.status_code == 201, r.text
+        version = r.json()["current_version"]
+        assert version["provider"] == "local" and version["model"] is None
+        agent_id = r.json()["id"]
+        again = await api.post(f"/v1/agents/{agent_id}/versions", json={**local, "model": None})
+        assert again.status_code == 201, again.text
+    else:  # without the extra, what is missing is the extra, not a model
+        assert r.status_code == 422 and r.json()["error"]["param"] == "version.provider", r.text
+        assert "threadline[local]" in r.json()["error"]["message"]
+    agent = await _create(api)
+    for body in ({"mode": "PROMPT", "provider": "openai"}, {"mode": "PROMPT"}, {"mode": "PROMPT", "model": None}):
+        r = await api.post(f"/v1/agents/{agent['id']}/versions", json=body)
+        assert r.status_code == 422 and r.json()["error"]["param"] == "model", (body, r.text)
+        assert "'openai' provider needs a model" in r.json()["error"]["message"]
+    r = await api.post(f"/v1/agents/{agent['id']}/versions", json={"mode": "PROMPT", "provider": "nonsense"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "provider", r.text
+
+
+def test_the_registry_says_which_providers_need_a_model() -> None:
+    from threadline.runs.providers.local import MODEL_NAME
+    from threadline.runs.providers.registry import UnknownProvider, needs_model, provider_class
+
+    assert needs_model("openai") is True and needs_model("local") is False
+    assert provider_class("local").default_model == MODEL_NAME and provider_class("openai").default_model is None
+    with pytest.raises(UnknownProvider, match="nonsense"):
+        needs_model("nonsense")

@@ -29,7 +29,7 @@ from threadline.auth.keys import hash_key
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
-from threadline.models import Agent, AgentVersion, ApiKey, EndUser, Workspace
+from threadline.models import Agent, AgentVersion, ApiKey, EndUser, Thread, Workspace
 from threadline.models.enums import AgentMode
 from threadline.workspaces.bootstrap import bootstrap_if_empty
 
@@ -321,6 +321,43 @@ async def test_bootstrap_seeds_an_empty_database_once_and_prints_the_key_once(
         await engine.dispose()
 
 
+async def test_the_prompt_demo_agent_gets_a_thread_and_a_curl_line_that_works(
+    empty_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(
+        database_url=empty_database_url, openai_base_url="http://127.0.0.1:11434/v1", openai_model="llama3.2"
+    )
+    engine = create_engine(settings)
+    try:
+        await bootstrap_if_empty(_write_maker(engine), settings)
+        out = capsys.readouterr().out
+        async with engine.connect() as conn:
+            assistant = (await conn.execute(select(Agent).where(Agent.name == "Demo assistant"))).one()
+            threads = (await conn.execute(select(Thread).where(Thread.agent_id == assistant.id))).all()
+            end_user = (await conn.execute(select(EndUser))).one()
+    finally:
+        await engine.dispose()
+    assert len(threads) == 1
+    thread = threads[0]
+    assert thread.agent_version_id == assistant.current_version_id and thread.end_user_id == end_user.id
+    secret = KEY_RE.findall(out)[0]
+    line = (
+        f'curl -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" '
+        f'-d \'{{"content": "Hello! What can you do?"}}\' '
+        f'"http://127.0.0.1:8000/v1/threads/{thread.public_id}/messages?wait=30"'
+    )
+    assert line in out, out
+    assert out.index("Demo assistant' answers with openai model llama3.2") < out.index(line)
+    # The flow demo's lines are still there, and the two curl lines name two different threads.
+    assert len(set(re.findall(r"/v1/threads/([0-9a-f-]{36})/messages\?wait", out))) == 2
+    # Without a model, the assistant has no version, no thread and no curl line.
+    plain = Settings(database_url=empty_database_url)
+    from threadline.workspaces.bootstrap import Bootstrapped, banner
+
+    quiet = banner(Bootstrapped("default", "w", "k", "tl_x", "a", "e", "t", prompt_agent_note="inactive"), plain)
+    assert quiet.count("curl ") == 2 and "Hello! What can you do?" not in quiet
+
+
 async def test_bootstrap_from_two_processes_at_once_seeds_once(empty_database_url: str) -> None:
     settings = Settings(database_url=empty_database_url)
     engines = [create_engine(settings) for _ in range(4)]  # one engine (pool) per "process"
@@ -369,7 +406,7 @@ def _wait_for_health(base: str, proc: subprocess.Popen[bytes], deadline_s: float
 
 
 @pytest.mark.slow
-def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path, state_home: str) -> None:
     port = _free_port()
     stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -390,6 +427,8 @@ def test_serve_bootstraps_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         assert f'curl -H "Authorization: Bearer {secret}" {base}/v1/threads' in printed
         assert secret not in stderr_path.read_text()  # not in the logs
         assert (tmp_path / "data" / "threadline.db").exists()
+        # Written down, so that the other commands find this database from any directory (test_data_dir.py).
+        assert (Path(state_home) / "threadline" / "data_dir").read_text().strip() == str(tmp_path / "data")
 
         ready = httpx.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text

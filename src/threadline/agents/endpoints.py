@@ -122,15 +122,23 @@ def _check_provider(spec: AgentVersionSpec, settings: Settings, *, param: str | 
     """A PROMPT version must name a provider that can do what it asks (checked now, not at run time)."""
     if spec.mode is not AgentMode.PROMPT:
         return
-    from threadline.runs.providers.registry import DEFAULT_PROVIDER, check_version
+    from threadline.runs.providers.registry import DEFAULT_PROVIDER, check_version, needs_model
 
     def where(field: str) -> str:
         return f"{param}.{field}" if param else field
 
-    if not spec.model:
-        raise ValidationFailed("a PROMPT agent version needs a model", param=where("model"))
+    provider = spec.provider or DEFAULT_PROVIDER
     try:
-        check_version(spec.provider or DEFAULT_PROVIDER, spec.model, spec.tools, spec.settings, settings)
+        # The provider first: whether the version must name a model is the provider's to say (`local` serves one).
+        model_required = needs_model(provider)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), param=where("provider")) from None
+    if model_required and not spec.model:
+        raise ValidationFailed(
+            f"a PROMPT agent version of the {provider!r} provider needs a model", param=where("model")
+        )
+    try:
+        check_version(provider, spec.model, spec.tools, spec.settings, settings)
     except ValueError as exc:
         raise ValidationFailed(str(exc), param=where("provider" if "provider" in str(exc) else "settings")) from None
 

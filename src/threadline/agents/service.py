@@ -157,7 +157,7 @@ async def _add_version(session: AsyncSession, agent: Agent, spec: AgentVersionSp
             async with session.begin_nested():
                 session.add(version)
         except IntegrityError:
-            log.info("agent_version.number_taken", agent_id=agent.id, number=number, attempt=attempt)
+            log.info("agent_version.number_taken", agent_id=str(agent.public_id), number=number, attempt=attempt)
             continue
         return version
     raise Conflict(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Mapping
 
 import structlog
@@ -66,6 +67,12 @@ async def live_key_ids(session: AsyncSession, api_key_ids: list[int]) -> set[int
     return set(rows.scalars())
 
 
+async def key_public_ids(session: AsyncSession, api_key_ids: list[int]) -> dict[int, uuid.UUID]:
+    """{row id: public id} of those of ``api_key_ids`` that still exist (for logs, which name keys publicly)."""
+    rows = await session.execute(select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(api_key_ids)))
+    return {row.id: row.public_id for row in rows}
+
+
 class LastUsedRecorder:
     """Writes ``api_keys.last_used_at`` at most once per interval per key, off the request's transaction.
 
@@ -92,8 +99,8 @@ class LastUsedRecorder:
         try:
             async with self._sessionmaker() as session, session.begin():
                 await session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow()))
-        except Exception as exc:  # a stat: never worth failing anything for
-            log.warning("api_key.touch_failed", api_key_id=api_key_id, error=type(exc).__name__)
+        except Exception as exc:  # a stat: never worth failing anything for (the database's failure, not the key's)
+            log.warning("api_key.touch_failed", error=type(exc).__name__)
 
     async def drain(self) -> None:
         if self._tasks:

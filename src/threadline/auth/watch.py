@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from threadline.auth.service import live_key_ids
+from threadline.auth.service import key_public_ids, live_key_ids
 
 log = structlog.get_logger(__name__)
 
@@ -58,15 +58,21 @@ class CredentialWatch:
             try:
                 async with self._read_maker() as session:
                     live = await live_key_ids(session, ids)
+                    gone = [i for i in ids if i not in live]
+                    # Only when a key went (rare): the logs name it by its public id. A deleted workspace's are gone.
+                    names = await key_public_ids(session, gone) if gone else {}
             except Exception as exc:  # the database is away: look again next round, never end streams for it
                 log.warning("credentials.check_failed", error=type(exc).__name__)
                 continue
-            for api_key_id in ids:
-                if api_key_id in live:
-                    continue
+            for api_key_id in gone:
                 callbacks = self._watched.pop(api_key_id, {})
                 if callbacks:
-                    log.info("credentials.revoked_streams_ended", api_key_id=api_key_id, streams=len(callbacks))
+                    public_id = names.get(api_key_id)
+                    log.info(
+                        "credentials.revoked_streams_ended",
+                        api_key_id=str(public_id) if public_id is not None else None,
+                        streams=len(callbacks),
+                    )
                 for callback in callbacks.values():
                     callback()
 

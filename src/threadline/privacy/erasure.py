@@ -28,7 +28,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -92,13 +92,14 @@ class Eraser:
     erasure_id: int
     box: SecretBox
     batch_size: int = BATCH_SIZE
+    public_id: uuid.UUID | None = field(default=None, init=False)  # the erasure's, once read: what logs show
 
     async def run(self) -> None:
         started = await self.plan()
         if started is None:
             return
         end_user_key, end_user_uid, thread_uids = started
-        bound = log.bind(erasure_id=self.erasure_id, workspace_id=self.workspace_id)
+        bound = log.bind(erasure_id=str(self.public_id))
         bound.info("erasure.started", threads=len(thread_uids))
         if end_user_key is not None:
             await self.erase_threads(end_user_key)
@@ -127,6 +128,7 @@ class Eraser:
         """(the end user's row id, or None once deleted; their public id; the work list), or None when the
         erasure is complete already."""
         async with self.batch("planning") as (repo, erasure):
+            self.public_id = erasure.public_id
             if erasure.status is ErasureStatus.COMPLETED:
                 return None
             erasure.status = ErasureStatus.RUNNING
@@ -269,7 +271,7 @@ class Eraser:
             return self.box.decrypt_bytes(row.response_body)
         except SecretDecryptionError:
             # No configured key opens it: nobody can read it either (a replay answers 409). Its path still counts.
-            log.warning("erasure.idempotency_unreadable", erasure_id=self.erasure_id, row_id=row.id)
+            log.warning("erasure.idempotency_unreadable", erasure_id=str(self.public_id))
             return b""
 
     # ------------------------------------------------------------------------------------ 5. the end user

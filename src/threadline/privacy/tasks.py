@@ -27,13 +27,23 @@ async def erase_end_user(ctx: JobContext, payload: dict[str, Any]) -> None:
         raise RuntimeError("end_users.erase needs the worker's sessionmaker and the job's workspace")
     erasure_id = int(payload["erasure_id"])
     box = secret_box(ctx.settings or environment_settings())
+    eraser = Eraser(ctx.sessionmaker, ctx.workspace_id, erasure_id, box)
     try:
-        await Eraser(ctx.sessionmaker, ctx.workspace_id, erasure_id, box).run()
+        await eraser.run()
     except ErasureGone:
         return
     except Exception as exc:
         final = ctx.attempt >= ctx.max_attempts
-        log.warning("erasure.attempt_failed", erasure_id=erasure_id, attempt=ctx.attempt, final=final, exc_info=True)
+        # Named by its public id once read (the logs never show row ids); before that, by the job's id.
+        public_id = str(eraser.public_id) if eraser.public_id is not None else None
+        log.warning(
+            "erasure.attempt_failed",
+            erasure_id=public_id,
+            job_id=ctx.job_id,
+            attempt=ctx.attempt,
+            final=final,
+            exc_info=True,
+        )
         await record_failure(
             ctx.sessionmaker,
             workspace_id=ctx.workspace_id,
@@ -41,4 +51,5 @@ async def erase_end_user(ctx: JobContext, payload: dict[str, Any]) -> None:
             error=type(exc).__name__,
             final=final,
         )
-        raise ErasureAttemptFailed(f"erasure {erasure_id}: {type(exc).__name__}") from None
+        named = f"erasure {public_id}" if public_id is not None else "erasure"
+        raise ErasureAttemptFailed(f"{named}: {type(exc).__name__}") from None

@@ -53,6 +53,49 @@ def _loc_to_param(loc: Any) -> str:
     return ".".join(parts) if parts else ".".join(str(p) for p in loc)
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON (``application/json`` or ``application/<anything>+json``)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def invalid_json(doc: str, pos: int, reason: str) -> tuple[str, dict[str, Any]]:
+    """The message and details of a 400 for a body that is not valid JSON: what the parser said, and where
+    (line, column and character position, as Python's ``json`` counts them)."""
+    pos = max(0, min(pos, len(doc)))
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    where = f"line {line}, column {column} (character {pos})"
+    return f"the body is not valid JSON: {reason} at {where}", {"line": line, "column": column, "position": pos}
+
+
+def not_json_hint(content_type: str | None) -> str:
+    """What to tell a client whose body came as something other than JSON (curl's ``-d`` sends a form)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    sent = f"it came as {media}" if media else "it came without a Content-Type"
+    if media in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        sent += " (a form; with curl, -d sends that unless you add -H 'Content-Type: application/json')"
+    return f"the body must be JSON, sent with Content-Type: application/json; {sent}"
+
+
+def _body_error(request: Request, exc: RequestValidationError) -> ErrorInfo | None:
+    """A 400 when the body could not be read as JSON at all: malformed, or sent as a form or other media.
+    None when it was JSON (the field errors are then 422s)."""
+    errors = exc.errors()
+    syntax = next((e for e in errors if e.get("type") == "json_invalid" and len(e.get("loc", ())) == 2), None)
+    if syntax is not None and isinstance(exc.body, str):
+        reason = str((syntax.get("ctx") or {}).get("error") or "cannot be parsed")
+        message, details = invalid_json(exc.body, int(syntax["loc"][1]), reason)
+        return ErrorInfo(400, "invalid_request_error", "invalid_json", message, None, details)
+    content_type = request.headers.get("content-type")
+    # FastAPI parses a body as JSON only when its Content-Type says JSON; otherwise the model is handed raw
+    # bytes (or form data) and fails with an error about the whole body.
+    if exc.body and not isinstance(exc.body, (dict, list)) and not is_json_media_type(content_type):
+        if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            return ErrorInfo(400, "invalid_request_error", "invalid_json", not_json_hint(content_type))
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ThreadlineError)
     async def _threadline_error(request: Request, exc: ThreadlineError) -> Response:
@@ -66,6 +109,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if (body_error := _body_error(request, exc)) is not None:
+            return render(request, body_error)
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         param = _loc_to_param(first.get("loc", ()))
@@ -82,6 +127,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         type_, code = _HTTP_CODES.get(exc.status_code, ("api_error", "http_error"))
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body" of a JSON body
+            bad = exc.__cause__
+            code, message = "invalid_json", f"the body is not valid JSON: it is not UTF-8 text (byte {bad.start})"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
         response = render(request, ErrorInfo(exc.status_code, type_, code, message))

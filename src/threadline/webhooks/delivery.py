@@ -70,6 +70,8 @@ class Plan:
     workspace_id: int
     delivery_id: int
     endpoint_id: int
+    delivery_public_id: uuid.UUID  # what the API and the logs call the delivery and its webhook
+    endpoint_public_id: uuid.UUID
     series: int
     enabled: bool
     url: str
@@ -130,8 +132,8 @@ async def attempt_delivery(
         metrics.observe_webhook(outcome.outcome, outcome.duration_ms / 1000)
     (log.debug if outcome.succeeded else log.info)(
         "webhook.attempt",
-        delivery_id=delivery_id,
-        endpoint_id=plan.endpoint_id,
+        delivery_id=str(plan.delivery_public_id),
+        webhook_id=str(plan.endpoint_public_id),
         outcome=outcome.outcome,
         status_code=outcome.status_code,
         duration_ms=outcome.duration_ms,
@@ -158,6 +160,8 @@ async def load_plan(engine: AsyncEngine, *, workspace_id: int, delivery_id: int,
         workspace_id=workspace_id,
         delivery_id=row.delivery_id,
         endpoint_id=row.endpoint_id,
+        delivery_public_id=row.delivery_public_id,
+        endpoint_public_id=row.endpoint_public_id,
         series=series,
         enabled=row.enabled,
         url=row.url,

@@ -26,11 +26,13 @@ _EVENT_COLUMNS = (Event.public_id, Event.seq, Event.type, Event.thread_id, Event
 _EVENT_KEYS = tuple(c.key for c in _EVENT_COLUMNS)
 _PLAN_COLUMNS = (
     WebhookDelivery.id.label("delivery_id"),
+    WebhookDelivery.public_id.label("delivery_public_id"),
     WebhookDelivery.status,
     WebhookDelivery.series,
     WebhookDelivery.event_id,
     WebhookDelivery.event_seq,
     WebhookEndpoint.id.label("endpoint_id"),
+    WebhookEndpoint.public_id.label("endpoint_public_id"),
     WebhookEndpoint.enabled,
     WebhookEndpoint.url,
     WebhookEndpoint.secret_ciphertext,
@@ -39,11 +41,13 @@ _PLAN_COLUMNS = (
 )
 _PLAN_KEYS = (
     "delivery_id",
+    "delivery_public_id",
     "status",
     "series",
     "event_id",
     "event_seq",
     "endpoint_id",
+    "endpoint_public_id",
     "enabled",
     "url",
     "secret_ciphertext",

@@ -118,6 +118,7 @@ class Bootstrapped:
     thread_id: str
     prompt_agent_id: str = ""
     prompt_agent_note: str = ""
+    prompt_thread_id: str = ""  # the demo user's thread with the PROMPT demo agent, when it has a model
 
 
 async def bootstrap_if_empty(
@@ -207,9 +208,22 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
         new=NewMessage(role=Role.USER, content="Hello! This is the demo user's first message."),
     )
     prompt_agent, note = await _prompt_demo_agent(session, workspace.id, settings)
+    prompt_thread = None
+    if prompt_agent.current_version_id is not None:
+        # No first message here: the model answers when someone writes, not at every first start.
+        prompt_thread = Thread(
+            workspace_id=workspace.id,
+            number=await numbers.take(session, workspace_id=workspace.id, of=Thread),
+            agent_id=prompt_agent.id,
+            agent_version_id=prompt_agent.current_version_id,
+            end_user_id=end_user.id,
+        )
+        session.add(prompt_thread)
+        await session.flush()
     return Bootstrapped(
         prompt_agent_id=str(prompt_agent.public_id),
         prompt_agent_note=note,
+        prompt_thread_id=str(prompt_thread.public_id) if prompt_thread is not None else "",
         workspace_name=workspace.name,
         workspace_id=str(workspace.public_id),
         key_id=str(key.public_id),
@@ -297,6 +311,21 @@ def base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def _prompt_demo_lines(created: Bootstrapped, url: str) -> list[str]:
+    """How to talk to the PROMPT demo agent, when it has a model: its thread and a curl line, as for the flow."""
+    if not created.prompt_thread_id:
+        return []
+    return [
+        f"  Its thread with the demo user: {created.prompt_thread_id}. Write to it and get",
+        '  its reply (in "replies"; a model may take a while to answer):',
+        "",
+        f'    curl -H "Authorization: Bearer {created.secret}" -H "Content-Type: application/json" '
+        f'-d \'{{"content": "Hello! What can you do?"}}\' '
+        f'"{url}/v1/threads/{created.prompt_thread_id}/messages?wait=30"',
+        "",
+    ]
+
+
 def banner(created: Bootstrapped, settings: Settings) -> str:
     url = base_url(settings)
     rule = "=" * 78
@@ -319,6 +348,7 @@ def banner(created: Bootstrapped, settings: Settings) -> str:
         "",
         textwrap.fill(created.prompt_agent_note, width=78, initial_indent="  ", subsequent_indent="  "),
         "",
+        *_prompt_demo_lines(created, url),
         f"  API docs: {url}/docs    More keys: threadline keys create --workspace "
         f"{created.workspace_name} --scopes read,write",
         rule,

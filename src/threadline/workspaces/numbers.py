@@ -120,7 +120,7 @@ class _Allocator:
             if last is None:
                 return None
             block.next, block.last, block.size, block.taken_at = last - size + 1, last, size, now
-            log.debug("numbers.block_taken", workspace_id=workspace_id, of=key[1], first=block.next, size=size)
+            log.debug("numbers.block_taken", of=key[1], first=block.next, size=size)  # logs never show row ids
             return block.pop()
 
 

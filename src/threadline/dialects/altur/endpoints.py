@@ -34,6 +34,7 @@ from threadline.runs import service as runs
 from threadline.runs.waiting import wait_for_run
 from threadline.threads import service as threads
 from threadline.web.deps import SessionDep
+from threadline.web.errors import is_json_media_type, not_json_hint
 from threadline.web.limits import Held
 from threadline.web.responses import json_response
 from threadline.web.surfaces import ErrorInfo
@@ -87,14 +88,17 @@ class SendMessage(BaseModel):
         return value
 
 
-def _parse(raw: bytes) -> SendMessage:
+def _parse(raw: bytes, content_type: str | None) -> SendMessage:
     """The body, or a 400 that names what is wrong with it (the first problem found)."""
     try:
         body = SendMessage.model_validate_json(raw or b"null")
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise InvalidRequest("body: not valid JSON", param="body") from None
+            # The body is read as JSON whatever its Content-Type says; a form that is not JSON gets the hint.
+            where = str((first.get("ctx") or {}).get("error") or "cannot be parsed")
+            hint = "" if is_json_media_type(content_type) else f" ({not_json_hint(content_type)})"
+            raise InvalidRequest(f"body: not valid JSON: {where}{hint}", param="body") from None
         if first["type"] == "model_type":
             raise InvalidRequest("body: must be a JSON object with agent_id, end_user_id and content") from None
         param = ".".join(str(part) for part in first["loc"])
@@ -108,7 +112,7 @@ def _parse(raw: bytes) -> SendMessage:
 @router.post("/message")
 async def send_message(request: Request, session: SessionDep, auth: WriteAuth) -> Response:
     """Store the end user's message in their thread with the agent, wait (bounded) for the agent's replies."""
-    body = _parse(await request.body())
+    body = _parse(await request.body(), request.headers.get("content-type"))
     # The answer waits for the agent: a place first, so that a 429 leaves nothing stored.
     place = await request.app.state.limits.take(Held.WAITS, auth)
     try:
