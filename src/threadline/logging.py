@@ -176,6 +176,22 @@ def stdlib_formatter(fmt: str = "console") -> logging.Formatter:
     )
 
 
+class SharedStreamHandler(logging.Handler):
+    """Python's log records, written through a structlog ``PrintLogger``: under the one lock structlog keeps
+    per stream, so a line from another thread (aiosqlite's, a thread pool's) never lands inside a line of
+    the event loop's, and every line stays one JSON document."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__()
+        self._out = structlog.PrintLogger(file)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._out.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
@@ -186,7 +202,7 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = SharedStreamHandler(sys.stderr)
     handler.setFormatter(stdlib_formatter(fmt))
     logging.basicConfig(level=numeric, handlers=[handler])
     if fmt == "json":  # Python's warnings too, as py.warnings lines, not straight to stderr in a format of their own
