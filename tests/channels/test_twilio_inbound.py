@@ -569,13 +569,13 @@ async def outbound_on_line(
     end_user = await create_end_user(api, channel="sms", address="+1555" + str(secrets.randbelow(10**7)).zfill(7))
     thread = await create_thread(api, agent_id=agent["id"], end_user_id=end_user["id"], integration_id=line.id)
     async with sessionmaker() as s, s.begin():
-        message = await append_message(
+        appended = await append_message(
             s,
             workspace_id=tenant.workspace_id,
             thread_id=thread["id"],
             new=NewMessage(role=Role.ASSISTANT, content="Your order shipped.", external_id=sid),
         )
-        return f"{thread['id']}/messages/{message.public_id}"
+        return f"{thread['id']}/messages/{appended.message.public_id}"
 
 
 async def test_status_callbacks_move_a_message_forward_never_back(

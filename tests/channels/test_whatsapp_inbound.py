@@ -542,13 +542,13 @@ async def sent_reply(
     end_user = await create_end_user(api, channel="whatsapp", address="+" + WA_ID)
     thread = await create_thread(api, agent_id=agent["id"], end_user_id=end_user["id"], integration_id=line.id)
     async with sessionmaker() as s, s.begin():
-        message = await append_message(
+        appended = await append_message(
             s,
             workspace_id=tenant.workspace_id,
             thread_id=thread["id"],
             new=NewMessage(role=Role.ASSISTANT, content="Your order shipped.", external_id=sent.provider_id),
         )
-        path = f"/v1/threads/{thread['id']}/messages/{message.public_id}"
+        path = f"/v1/threads/{thread['id']}/messages/{appended.message.public_id}"
     return sent.provider_id, path, thread
 
 

@@ -94,9 +94,14 @@ async def test_rows_keep_their_ids_as_numbers_and_new_ones_count_on_past_them(
             end_user = await session.scalar(select(EndUser.public_id).where(EndUser.workspace_id == w))
             data = ThreadCreate(agent_id=str(agent), end_user_id=str(end_user))
             thread = await threads.create_thread(session, workspace_id=w, data=data)
-            message = await append_message(
-                session, workspace_id=w, thread_id=str(thread.public_id), new=NewMessage(role=Role.USER, content="new")
-            )
+            message = (
+                await append_message(
+                    session,
+                    workspace_id=w,
+                    thread_id=str(thread.public_id),
+                    new=NewMessage(role=Role.USER, content="new"),
+                )
+            ).message
             new_threads[w], new_messages[w] = thread.number, message.number
     for w in ws:
         assert new_threads[w] == max(before["threads"][w]) + 1

@@ -11,11 +11,11 @@ from sqlalchemy import update
 from tests.conftest import Tenant, add_key
 from tests.dialects.seed import seed_everything
 from tests.factories import create_agent, create_end_user, create_thread, post_message
-from threadline.dialects.feather.repository import FeatherThreadRepository
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.models import Message
 from threadline.models.enums import Scope
+from threadline.threads.repository import ThreadRepository
 
 URL = "/feather/api/v1/threads/{}/messages"
 SHOWN_ROLES = ("user", "assistant")
@@ -467,7 +467,7 @@ async def test_an_unexpected_failure_is_its_500_without_internals(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(FeatherThreadRepository, "thread_with_agent", boom)
+            mp.setattr(ThreadRepository, "with_agent", boom)
             r = await client.get(URL.format(thread["id"]), headers=key(tenant))
     assert r.status_code == 500
     assert r.json() == {

@@ -117,7 +117,7 @@ async def test_a_report_that_races_the_send_jobs_commit_still_finds_its_message(
     thread = await create_thread(api, integration_id=integration["id"])
     async with sessionmaker() as s, s.begin():
         new = NewMessage(role=Role.ASSISTANT, content="Your order shipped.")
-        message = await append_message(s, workspace_id=tenant.workspace_id, thread_id=thread["id"], new=new)
+        message = (await append_message(s, workspace_id=tenant.workspace_id, thread_id=thread["id"], new=new)).message
         await s.execute(delete(Job).where(Job.dedupe_key == outbox.dedupe_key(message.id)))  # no send here
     sid = "SM" + uuid.uuid4().hex
 

@@ -47,9 +47,10 @@ async def app_client(app: Any) -> AsyncIterator[Any]:
 
 async def _append(maker: Maker, workspace_id: int, thread_id: str, content: str) -> Message:
     async with maker() as session, session.begin():
-        return await append_message(
+        appended = await append_message(
             session, workspace_id=workspace_id, thread_id=thread_id, new=NewMessage(role=Role.USER, content=content)
         )
+        return appended.message
 
 
 async def _numbers_in(maker: Maker, model: Any, workspace_id: int) -> list[int]:
@@ -97,9 +98,11 @@ async def test_a_rolled_back_message_leaves_its_number_unused_or_given_back_neve
     before = await post_message(api, thread["id"], "kept")
     async with sessionmaker() as session:
         async with session.begin():
-            dropped = await append_message(
-                session, workspace_id=tenant.workspace_id, thread_id=thread["id"], new=NewMessage(role=Role.USER)
-            )
+            dropped = (
+                await append_message(
+                    session, workspace_id=tenant.workspace_id, thread_id=thread["id"], new=NewMessage(role=Role.USER)
+                )
+            ).message
             await session.rollback()
     after = await post_message(api, thread["id"], "kept too")
     assert before["number"] < dropped.number <= after["number"]  # SQLite hands it back; PostgreSQL skips it
@@ -174,9 +177,11 @@ async def test_an_open_transaction_that_took_a_number_holds_up_no_other_writer_o
     held, other = (await create_thread(api))["id"], (await create_thread(api))["id"]
     async with sessionmaker() as session:
         async with session.begin():
-            open_one = await append_message(
-                session, workspace_id=tenant.workspace_id, thread_id=held, new=NewMessage(role=Role.USER)
-            )
+            open_one = (
+                await append_message(
+                    session, workspace_id=tenant.workspace_id, thread_id=held, new=NewMessage(role=Role.USER)
+                )
+            ).message
             pid = await session.scalar(text("SELECT pg_backend_pid()"))
             locks = await _locks_on_counters(sessionmaker, pid)
             assert locks == [], f"the open transaction holds {locks} on workspace_counters"

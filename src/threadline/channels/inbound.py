@@ -316,7 +316,10 @@ async def _append(
         in_response_to_id=in_response_to_id,
         start_run=inbound.start_run,
     )
-    return await append_message(session, workspace_id=channel.workspace_id, thread_id=str(thread.public_id), new=new)
+    appended = await append_message(
+        session, workspace_id=channel.workspace_id, thread_id=str(thread.public_id), new=new
+    )
+    return appended.message
 
 
 async def _locked_end_user(

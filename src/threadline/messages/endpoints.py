@@ -12,6 +12,7 @@ from threadline.events.endpoints import EventStreamResponse, stream_events
 from threadline.events.schemas import SSE_EVENT_SCHEMA
 from threadline.events.service import pending_events
 from threadline.events.types import EventType
+from threadline.flows import answer
 from threadline.kit.ids import parse_uuid
 from threadline.messages import service
 from threadline.messages.rendering import MessageRenderer, OutputMode
@@ -30,7 +31,6 @@ from threadline.privacy.schemas import ERASED_RESPONSES
 from threadline.runs import service as runs
 from threadline.runs.repository import RunRepository
 from threadline.runs.schemas import run_read
-from threadline.runs.waiting import wait_for_run
 from threadline.web import idempotency
 from threadline.web.deps import ReadAuth, SessionDep, WriteAuth
 from threadline.web.limits import Held, Place
@@ -124,9 +124,9 @@ async def _create(
     earlier = idempotency.resumed(request)
     if earlier is not None:
         return await _answer_retry(request, session, auth.workspace_id, thread_id, earlier, wait)
-    message = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    appended = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    message, run = appended.message, appended.run
     repo = RunRepository(session, auth.workspace_id)
-    run = runs.requested_run(session, message.id) if message.role is Role.USER else None
     # The message and its new run were rendered once already, for their events: answer with the same objects.
     created = _pending(session, EventType.MESSAGE_CREATED, message.public_id)
     # The run as its last event in this transaction shows it (a run born leased to this process is running).
@@ -146,8 +146,7 @@ async def _create(
             # The run cannot start before this commits: commit now, then wait without holding anything. A
             # retry with the same Idempotency-Key meanwhile (or after this process died) answers from these.
             idempotency.mark_resumable(request, {"message": str(message.public_id), "run": str(run.public_id)})
-            await request.state.db.commit_early()
-            run, replies = await _wait(request, auth.workspace_id, run, wait)
+            run, replies = await answer.wait_for_answer(_waiting(request), auth.workspace_id, run, wait)
     if run is None:
         body_out["run"] = None
     elif queued is not None and wait is None:
@@ -158,16 +157,8 @@ async def _create(
     return json_response(body_out, 201)
 
 
-async def _wait(request: Request, workspace_id: int, run: Run, wait: float) -> tuple[Run, list[Message]]:
-    settings = request.app.state.settings
-    return await wait_for_run(
-        request.app.state.events,
-        request.app.state.read_sessionmaker,
-        workspace_id,
-        run,
-        seconds=min(wait, settings.message_wait_max_s),
-        poll_s=settings.events_poll_interval_s,
-    )
+def _waiting(request: Request) -> answer.Waiting:
+    return answer.waiting_for(request.state.db.commit_early, request.app.state)
 
 
 async def _render_replies(
@@ -193,10 +184,11 @@ async def _answer_retry(
         session, workspace_id=workspace_id, thread_id=thread_id, message_id=earlier["message"]
     )
     run = await runs.get_run(session, workspace_id=workspace_id, run_id=earlier["run"])
-    await request.state.db.commit_early()  # nothing to write: let the writers behind this one go
     replies: list[Message] | None = None
     if wait is not None:
-        run, replies = await _wait(request, workspace_id, run, wait)
+        run, replies = await answer.wait_for_answer(_waiting(request), workspace_id, run, wait)
+    else:
+        await request.state.db.commit_early()  # nothing to write: let the writers behind this one go
     renderer = await MessageRenderer(_canonical(thread_id), OutputMode.TEXT).prepare(session, workspace_id, [message])
     body_out = renderer(message)
     body_out["run"] = run_read(run, await RunRepository(session, workspace_id).references([run]))

@@ -20,7 +20,7 @@ from threadline.kit.pagination import Page, PageRequest
 from threadline.messages.rendering import MessageRenderer, OutputMode
 from threadline.messages.repository import MessageRepository
 from threadline.messages.schemas import MarkRead, MessageCreate, MessageUpdate
-from threadline.models import Message, User
+from threadline.models import Message, Run, User
 from threadline.models.enums import (
     ChannelType,
     Direction,
@@ -63,6 +63,17 @@ class NewMessage:
     debounce_s: float | None = None  # None: the agent version's or the channel's window
 
 
+@dataclass(slots=True)
+class Appended:
+    """What appending a message did: the message (the first provider message of a text split for its channel),
+    the run that will answer it (queued, or joined: None when the message asks for none or the thread takes
+    none), and whether a delivery job now sends it on its channel."""
+
+    message: Message
+    run: Run | None = None
+    delivery_queued: bool = False
+
+
 def _sent_by(new: NewMessage) -> SentBy:
     if new.sent_by is not None:
         return new.sent_by
@@ -86,13 +97,14 @@ def _initial_status(new: NewMessage, direction: Direction, channel: ChannelType)
     return MessageStatus.QUEUED
 
 
-async def append_message(session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage) -> Message:
+async def append_message(session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage) -> Appended:
     """Add a message at the end of a thread (404 if the thread is not in this workspace).
 
     An outbound message on SMS or WhatsApp is stored QUEUED with the job that sends it
     (``channels.outbox``); a text too long for one provider message is stored as several messages, one
     per provider message, in consecutive places (``metadata.part`` of ``metadata.parts``). The first is
-    returned and carries the tool calls and iterations."""
+    returned and carries the tool calls and iterations. An end user's message to a thread its agent holds
+    starts (or joins) the run that answers it: returned too."""
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
     claimed = await repo.claim_next_seq(thread_id, now=now)
@@ -162,8 +174,9 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
             start_run=False,
         )
         await append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=rest)
+    run = None
     if version is not None and not discard and claimed.active and not claimed.blocked and new.start_run:
-        await runs.request_run(
+        run = await runs.request_run(
             session,
             workspace_id=workspace_id,
             thread_id=thread_key,
@@ -176,7 +189,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
             debounce_s=_debounce(version[1], channel, new.debounce_s),
             now=now,
         )
-    return message
+    return Appended(message, run, delivery_queued=status is MessageStatus.QUEUED)
 
 
 def _debounce(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
@@ -216,7 +229,7 @@ async def _record(
         )
 
 
-async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Message:
+async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Appended:
     """POST /v1/threads/{id}/messages: resolve the references in ``data``, then append."""
     repo = MessageRepository(session, workspace_id)
     user_id = None
@@ -376,3 +389,8 @@ async def mark_read(
     if theirs and await repo.channel_of(theirs[-1].integration_id) is ChannelType.WHATSAPP:
         await outbox.enqueue_read_receipt(session, workspace_id=workspace_id, message_id=theirs[-1].id)
     return len(changed), now
+
+
+async def user_public_ids(session: AsyncSession, *, workspace_id: int, user_ids: set[int]) -> dict[int, Any]:
+    """The public ids of the workspace's users ``user_ids`` (the operators who sent messages)."""
+    return await MessageRepository(session, workspace_id).user_public_ids(user_ids)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import Row, case, exists, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import AgentVersion, Message, Run, RunStatus, Thread
+from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Run, RunStatus, Thread
 from threadline.models.enums import Role
 
 
@@ -79,3 +83,111 @@ class RunRepository(WorkspaceRepository):
                 Message, {r.trigger_message_id for r in runs if r.trigger_message_id is not None}
             ),
         }
+
+
+_OTHER_RUN = aliased(Run)  # module level: a new alias per call would defeat SQLAlchemy's statement cache
+# Only what a run's context needs: whole rows would decode every JSON column of 200 messages.
+_HISTORY_COLUMNS = (
+    Message.id,
+    Message.public_id,
+    Message.seq,
+    Message.role,
+    Message.sent_by,
+    Message.type,
+    Message.content,
+    Message.blocks,
+    Message.metadata_.label("metadata"),
+    Message.status,
+    Message.tool_calls,
+    Message.in_response_to_id,
+)
+
+
+class ExecutionRepository:
+    """The SQL of executing runs (runs.runtime), for a worker that serves every workspace: each statement is
+    addressed by the run's or the thread's own key, which a job names."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_row(self, run_public_id: uuid.UUID) -> Any | None:
+        """(run, thread, version, end_user, channel type, agent public id) of the run, fresh from the database."""
+        stmt = (
+            select(Run, Thread, AgentVersion, EndUser, Integration.type, Agent.public_id)
+            .join(Thread, Thread.id == Run.thread_id)
+            .outerjoin(Agent, Agent.id == Thread.agent_id)
+            .outerjoin(AgentVersion, AgentVersion.id == Run.agent_version_id)
+            .join(EndUser, EndUser.id == Thread.end_user_id)
+            .outerjoin(Integration, Integration.id == Thread.integration_id)
+            .where(Run.public_id == run_public_id)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).one_or_none()
+
+    async def mark_running(self, run: Run, *, now: datetime) -> Any | None:
+        """Make ``run`` its thread's running run, counting an attempt, unless another run of the thread is
+        running: (attempts, started_at, input_seq) as the claim left them, or None."""
+        other = _OTHER_RUN
+        stmt = (
+            update(Run)
+            .where(
+                Run.id == run.id,
+                Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]),
+                ~exists().where(
+                    other.thread_id == run.thread_id, other.status == RunStatus.RUNNING, other.id != run.id
+                ),
+            )
+            .values(
+                status=RunStatus.RUNNING,
+                started_at=func.coalesce(Run.started_at, now),
+                attempts=Run.attempts + 1,
+                updated_at=now,
+            )
+            # input_seq as the claim found it: a message that joined the run after it was read (runs.service.
+            # request_run) is answered too; none can join once it is running.
+            .returning(Run.attempts, Run.started_at, Run.input_seq)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).one_or_none()
+
+    async def history(self, thread_id: int, *, input_seq: int, limit: int) -> Sequence[Row[Any]]:
+        """The thread's last ``limit`` messages up to ``input_seq``, and those after it that are not the end
+        user's (replies of a run still running, operators' messages, notes), newest first."""
+        stmt = (
+            select(*_HISTORY_COLUMNS)
+            .where(Message.thread_id == thread_id, or_(Message.seq <= input_seq, Message.role != Role.USER))
+            .order_by(Message.seq.desc())
+            .limit(limit)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def last_answered_seq(self, thread_id: int) -> int:
+        """The last end-user message a completed run of the thread answered (0: none)."""
+        stmt = select(func.max(Run.input_seq)).where(Run.thread_id == thread_id, Run.status == RunStatus.COMPLETED)
+        return int((await self.session.execute(stmt)).scalar_one_or_none() or 0)
+
+    async def requeue(self, run_id: int, *, now: datetime) -> None:
+        """A running run waits as ``queued`` again (its attempt failed and will be retried)."""
+        await self.session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.RUNNING)
+            .values(
+                status=RunStatus.QUEUED,
+                run_at=now,
+                updated_at=now,
+                attempts=case((Run.attempts == 0, 1), else_=Run.attempts),  # a run its request started
+            )
+        )
+
+    async def lock(self, thread_id: int, run_id: int) -> tuple[Thread, Run | None]:
+        """The thread, row-locked until commit (an operator taking over waits for us, or we see them), and the run."""
+        stmt = select(Thread).where(Thread.id == thread_id).with_for_update().execution_options(populate_existing=True)
+        thread = (await self.session.execute(stmt)).scalar_one()
+        run = await self.session.get(Run, run_id, populate_existing=True)
+        return thread, run
+
+    async def next_queued(self, thread_id: int) -> Run | None:
+        """The thread's queued run, if any (the one that answers what came while a run ran)."""
+        stmt = select(Run).where(Run.thread_id == thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id).limit(1)
+        run: Run | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return run

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
-from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from threadline.agents.settings import effective_settings
 from threadline.audit import service as audit
 from threadline.config import Settings
 from threadline.events import transient
@@ -48,7 +48,7 @@ from threadline.kit.secrets import secret_box
 from threadline.kit.ssrf import GuardedTransport
 from threadline.messages import service as messages
 from threadline.messages.service import NewMessage
-from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Run, RunStatus, Tag, Thread, User
+from threadline.models import AgentVersion, EndUser, Run, RunStatus, Tag, Thread
 from threadline.models.enums import AgentMode, ChannelType, MessageType, Role, SentBy, TagColor
 from threadline.models.run import FINISHED
 from threadline.runs import checkpoint, context, service
@@ -64,31 +64,16 @@ from threadline.runs.providers.base import (
     Usage,
 )
 from threadline.runs.providers.registry import DEFAULT_PROVIDER
-from threadline.runs.repository import RunRepository
+from threadline.runs.repository import ExecutionRepository, RunRepository
 from threadline.runs.service import RUN_JOB
 from threadline.runs.tools import Action, AddTag, EndConversation, Handoff, ToolRunner, parse_tools, specs
+from threadline.users import service as users
 
 if TYPE_CHECKING:
     from threadline.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
-_OTHER_RUN = aliased(Run)  # module level: a new alias per call would defeat SQLAlchemy's statement cache
-# Only what the context needs: whole rows would decode every JSON column of 200 messages.
-_HISTORY_COLUMNS = (
-    Message.id,
-    Message.public_id,
-    Message.seq,
-    Message.role,
-    Message.sent_by,
-    Message.type,
-    Message.content,
-    Message.blocks,
-    Message.metadata_.label("metadata"),
-    Message.status,
-    Message.tool_calls,
-    Message.in_response_to_id,
-)
 HISTORY_LIMIT = 200  # messages read for the context; the token budget usually stops well before
 DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first at once)
 WAIT_FOR_RUNNING_S = 2.0  # a run whose thread has another one running looks again this much later
@@ -97,7 +82,7 @@ WAIT_FOR_RUNNING_S = 2.0  # a run whose thread has another one running looks aga
 @dataclass(frozen=True, slots=True)
 class VersionView:
     """The pinned version as this run uses it: ``temperature`` and ``max_tokens`` are the ones that apply on
-    the thread's channel (see ``_channel_settings``)."""
+    the thread's channel (``agents.settings.effective_settings``)."""
 
     mode: AgentMode
     provider: str | None
@@ -280,18 +265,8 @@ class Runtime:
             raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running") from None
 
     async def _claim_in(self, session: AsyncSession, run_ref: str, *, first_attempt: bool = False) -> RunInput | None:
-        row = (
-            await session.execute(
-                select(Run, Thread, AgentVersion, EndUser, Integration.type, Agent.public_id)
-                .join(Thread, Thread.id == Run.thread_id)
-                .outerjoin(Agent, Agent.id == Thread.agent_id)
-                .outerjoin(AgentVersion, AgentVersion.id == Run.agent_version_id)
-                .join(EndUser, EndUser.id == Thread.end_user_id)
-                .outerjoin(Integration, Integration.id == Thread.integration_id)
-                .where(Run.public_id == uuid.UUID(run_ref))
-                .execution_options(populate_existing=True)
-            )
-        ).one_or_none()
+        repo = ExecutionRepository(session)
+        row = await repo.claim_row(uuid.UUID(run_ref))
         if row is None:
             return None
         run, thread, version, end_user, channel_type, agent_public_id = row
@@ -320,29 +295,7 @@ class Runtime:
             inp, _ = await self._input(session, run, thread, version, end_user, channel, agent_public_id)
             return inp
         was_queued = run.status is RunStatus.QUEUED
-        other = _OTHER_RUN
-        claimed = (
-            await session.execute(
-                update(Run)
-                .where(
-                    Run.id == run.id,
-                    Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]),
-                    ~exists().where(
-                        other.thread_id == run.thread_id, other.status == RunStatus.RUNNING, other.id != run.id
-                    ),
-                )
-                .values(
-                    status=RunStatus.RUNNING,
-                    started_at=func.coalesce(Run.started_at, now),
-                    attempts=Run.attempts + 1,
-                    updated_at=now,
-                )
-                # input_seq as the claim found it: a message that joined the run after it was read above
-                # (runs.service.request_run) is answered too; none can join once it is running.
-                .returning(Run.attempts, Run.started_at, Run.input_seq)
-                .execution_options(synchronize_session=False)
-            )
-        ).one_or_none()
+        claimed = await repo.mark_running(run, now=now)
         if claimed is None:
             raise Reschedule(WAIT_FOR_RUNNING_S, "another run of this thread is running")
         for name, value in (
@@ -373,24 +326,14 @@ class Runtime:
         # The history up to this run's last message, and what was said since that is not the end user's: the
         # replies of a run that was still running when this one was queued (a double text), operators'
         # messages, notes. A later end-user message is a later run's to answer. One query for both.
-        rows = (
-            await session.execute(
-                select(*_HISTORY_COLUMNS)
-                .where(Message.thread_id == thread.id, or_(Message.seq <= run.input_seq, Message.role != Role.USER))
-                .order_by(Message.seq.desc())
-                .limit(HISTORY_LIMIT)
-            )
-        ).all()
+        repo = ExecutionRepository(session)
+        rows = await repo.history(thread.id, input_seq=run.input_seq, limit=HISTORY_LIMIT)
         ordered = sorted(rows, key=lambda m: m.seq)
         said_since = [m for m in ordered if m.seq > run.input_seq]
         recent = _with_replies_in_place([m for m in ordered if m.seq <= run.input_seq], said_since)
         inbound: list[Inbound] = []
         if version.mode is AgentMode.FLOW:  # a flow takes the messages since its last turn
-            answered = (
-                await session.execute(
-                    select(func.max(Run.input_seq)).where(Run.thread_id == thread.id, Run.status == RunStatus.COMPLETED)
-                )
-            ).scalar_one_or_none() or 0
+            answered = await repo.last_answered_seq(thread.id)
             inbound = [
                 Inbound(m.seq, m.type, m.content, m.blocks, dict(m.metadata or {}))
                 for m in recent
@@ -398,7 +341,7 @@ class Runtime:
             ]
         reply_to = next((m.id for m in reversed(recent) if m.role is Role.USER), None)
         trigger = next((m.public_id for m in recent if m.id == run.trigger_message_id), None)
-        temperature, max_tokens = _channel_settings(version, channel)
+        tuned = effective_settings(version, channel)
         inp = RunInput(
             run_id=run.id,
             run_public_id=run.public_id,
@@ -416,8 +359,8 @@ class Runtime:
                 system_prompt=version.system_prompt,
                 failure_reply=version.failure_reply,
                 failure_handoff=version.failure_handoff,
-                temperature=temperature,
-                max_tokens=max_tokens,
+                temperature=tuned.temperature,
+                max_tokens=tuned.max_tokens,
                 tools=list(version.tools or []),
                 flow=version.flow,
                 settings=dict(version.settings or {}),
@@ -624,16 +567,7 @@ class Runtime:
         """A failed attempt that will be retried: the run waits as ``queued``, so it does not hold the
         thread's one running slot during the backoff (and picks up messages that arrive meanwhile)."""
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Run)
-                .where(Run.id == inp.run_id, Run.status == RunStatus.RUNNING)
-                .values(
-                    status=RunStatus.QUEUED,
-                    run_at=utcnow(),
-                    updated_at=utcnow(),
-                    attempts=case((Run.attempts == 0, 1), else_=Run.attempts),  # a run its request started
-                )
-            )
+            await ExecutionRepository(session).requeue(inp.run_id, now=utcnow())
 
     async def _fail(self, inp: RunInput, failure: RunFailed, progress: Progress) -> RunStatus | None:
         """The run failed for good. Operators see why (the run's error, ``run.failed``, a system note in the
@@ -741,16 +675,6 @@ def _as_failure(exc: BaseException) -> RunFailed:
     return RunFailed("internal_error", f"unexpected {type(exc).__name__}", retryable=True)
 
 
-def _channel_settings(version: AgentVersion, channel: ChannelType) -> tuple[float | None, int | None]:
-    """The temperature and max_tokens a run on this channel uses: on SMS the version's SMS settings, each
-    where it is set (an SMS reply is billed per segment, so it is often kept shorter than elsewhere)."""
-    if channel is ChannelType.SMS:
-        temperature = version.sms_temperature if version.sms_temperature is not None else version.temperature
-        max_tokens = version.sms_max_tokens if version.sms_max_tokens is not None else version.max_tokens
-        return temperature, max_tokens
-    return version.temperature, version.max_tokens
-
-
 ERASED = "end_user_erased"
 
 
@@ -806,13 +730,7 @@ def _usage(usage: Usage, *, tool_calls: int | None = None) -> dict[str, Any]:
 
 async def _lock(session: AsyncSession, inp: RunInput) -> tuple[Thread, Run | None]:
     """The thread, row-locked until commit (an operator taking over waits for us, or we see them)."""
-    thread = (
-        await session.execute(
-            select(Thread).where(Thread.id == inp.thread_id).with_for_update().execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-    run = await session.get(Run, inp.run_id, populate_existing=True)
-    return thread, run
+    return await ExecutionRepository(session).lock(inp.thread_id, inp.run_id)
 
 
 async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatus, reason: str | None) -> None:
@@ -839,11 +757,7 @@ async def _end(session: AsyncSession, run: Run, thread: Thread, status: RunStatu
     await service.record_event(session, run, event, thread.public_id)
     await service.count_ended(session, run, agent_id=thread.agent_id, day=now.date())
     # The thread's next run (messages that came while this one ran) may go now.
-    following = (
-        await session.execute(
-            select(Run).where(Run.thread_id == run.thread_id, Run.status == RunStatus.QUEUED).order_by(Run.id).limit(1)
-        )
-    ).scalar_one_or_none()
+    following = await ExecutionRepository(session).next_queued(run.thread_id)
     if following is not None and following.job_id is not None and following.run_at <= now:
         if await JobRepository(session).wake(job_id=following.job_id, now=now):
             await notify_workers(session, RUN_JOB)
@@ -874,7 +788,7 @@ async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actio
         fields["active"] = False
         assignees = [str(u.public_id) for u in current.assignees]
         for ref in handoff.assign_to:
-            user = await _user(session, workspace_id, ref)
+            user = await users.find_user(session, workspace_id=workspace_id, ref=ref)
             if user is None:
                 log.warning("run.unknown_assignee", thread_id=str(thread.public_id))
             elif str(user.public_id) not in assignees:
@@ -897,13 +811,6 @@ async def _apply(session: AsyncSession, workspace_id: int, thread: Thread, actio
             by="agent",
             handoff_reason=handoff.reason if handoff else None,
         )
-
-
-async def _user(session: AsyncSession, workspace_id: int, ref: str) -> User | None:
-    uid = parse_uuid(ref)
-    condition = User.public_id == uid if uid is not None else func.lower(User.email) == ref.strip().lower()
-    stmt = select(User).where(User.workspace_id == workspace_id, condition)
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def _tag(session: AsyncSession, workspace_id: int, ref: str) -> Tag:

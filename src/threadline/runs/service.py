@@ -37,9 +37,6 @@ def configure(*, max_attempts: int) -> None:
     _defaults["max_attempts"] = max_attempts
 
 
-_REQUESTED = "threadline.runs.requested"
-
-
 async def record_event(
     session: AsyncSession,
     run: Run,
@@ -62,12 +59,6 @@ def run_refs(run: Run, *, thread: Any, version: Any | None, trigger: Any | None)
         "agent_versions": {run.agent_version_id: version} if run.agent_version_id is not None else {},
         "messages": {run.trigger_message_id: trigger} if run.trigger_message_id is not None and trigger else {},
     }
-
-
-def requested_run(session: AsyncSession, message_id: int) -> Run | None:
-    """The run that ``request_run`` set to answer message ``message_id`` in this session, if any."""
-    requested: dict[int, Run] = session.sync_session.info.get(_REQUESTED, {})
-    return requested.get(message_id)
 
 
 async def request_run(
@@ -94,7 +85,6 @@ async def request_run(
         if joined is not None:
             if joined.run_at == run_at and joined.job_id is not None:  # the debounce window slid
                 await JobRepository(session).postpone(job_id=joined.job_id, run_at=run_at, now=now)
-            session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = joined
             return joined
         # A worker claimed it meanwhile (runs are claimed without the thread's lock): it is running, and this
         # message needs a run of its own, queued behind it.
@@ -138,7 +128,6 @@ async def request_run(
         await record_event(session, run, EventType.RUN_STARTED, thread_public_id, refs)
     session.add(run)
     await session.flush()
-    session.sync_session.info.setdefault(_REQUESTED, {})[message_id] = run
     return run
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.agents.settings import EffectiveSettings, effective_settings
 from threadline.audit import service as audit
 from threadline.audit.actions import AuditAction
 from threadline.end_users.repository import EndUserRepository
@@ -15,9 +17,10 @@ from threadline.events import service as events
 from threadline.events.types import EventType
 from threadline.integrations import service as integrations
 from threadline.kit.clock import utcnow
+from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Tag, Thread, User
-from threadline.models.enums import MessageStatus, SentBy
+from threadline.models.enums import ChannelType, MessageStatus, SentBy
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
 from threadline.workspaces import numbers
@@ -111,6 +114,24 @@ class ThreadParties(NamedTuple):
     agent: Agent
     end_user: EndUser
     integration: Integration | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadWithAgent:
+    """A thread with its agent and the version it runs (``row``: the columns of
+    ``ThreadRepository.with_agent``), and what that version's settings come to on SMS."""
+
+    row: Any
+    sms: EffectiveSettings
+
+
+async def thread_with_agent(session: AsyncSession, *, workspace_id: int, thread_id: str) -> ThreadWithAgent | None:
+    """None when the thread is not in this workspace."""
+    uid = parse_uuid(thread_id)
+    row = await ThreadRepository(session, workspace_id).with_agent(uid) if uid is not None else None
+    if row is None:
+        return None
+    return ThreadWithAgent(row, effective_settings(row, ChannelType.SMS))
 
 
 async def thread_parties(session: AsyncSession, *, workspace_id: int, thread_key: int) -> ThreadParties:

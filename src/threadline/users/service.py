@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import Conflict
+from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import User
 from threadline.users.repository import UserRepository
@@ -67,3 +68,11 @@ async def delete_user(session: AsyncSession, *, workspace_id: int, user_id: str)
     """Removes the user; their thread assignments go too and their messages keep no author."""
     repo = UserRepository(session, workspace_id)
     await repo.delete_user(await repo.get_user(user_id))
+
+
+async def find_user(session: AsyncSession, *, workspace_id: int, ref: str) -> User | None:
+    """The workspace's user named by ``ref``: a public id, else an email (any case); None when there is none."""
+    repo = UserRepository(session, workspace_id)
+    if parse_uuid(ref) is not None:
+        return await repo.find(User, ref)
+    return await repo.by_email(ref.strip())

@@ -13,6 +13,7 @@ from threadline.auth.principal import Principal
 from threadline.auth.service import presented_keys
 from threadline.config import Settings
 from threadline.errors import Forbidden, Unauthenticated
+from threadline.flows.answer import Waiting, waiting_for
 from threadline.models.enums import Scope
 from threadline.web import idempotency
 from threadline.web.access import principal_for
@@ -87,3 +88,12 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 ReadAuth = Annotated[Principal, Depends(require(Scope.READ))]
 WriteAuth = Annotated[Principal, Depends(require(Scope.WRITE))]
 AdminAuth = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def get_waiting(request: Request) -> Waiting:
+    """How this request commits early and waits for a run (flows.answer): for surfaces that answer with the
+    agent's replies, without reaching into ``request.state`` themselves."""
+    return waiting_for(request.state.db.commit_early, request.app.state)
+
+
+WaitingDep = Annotated[Waiting, Depends(get_waiting)]

@@ -23,17 +23,15 @@ from threadline.auth.principal import Principal
 from threadline.dialects.base import Dialect, authorization_scheme, dialect_auth, json_list_response
 from threadline.dialects.mapping import Vendor, channel_word, role_word, shown_roles
 from threadline.errors import InvalidRequest, NotFound
+from threadline.flows import answer
 from threadline.kit.ids import parse_uuid
 from threadline.kit.schemas import storage_problem
 from threadline.messages import service as messages
-from threadline.messages.repository import MessageRepository
 from threadline.messages.schemas import MAX_CONTENT
-from threadline.models import Integration, Message
+from threadline.models import Integration
 from threadline.models.enums import Role, Scope, Source
-from threadline.runs import service as runs
-from threadline.runs.waiting import wait_for_run
 from threadline.threads import service as threads
-from threadline.web.deps import SessionDep
+from threadline.web.deps import SessionDep, WaitingDep
 from threadline.web.errors import is_json_media_type, not_json_hint
 from threadline.web.limits import Held
 from threadline.web.responses import json_response
@@ -60,10 +58,9 @@ async def get_messages(thread_id: str, session: SessionDep, auth: ReadAuth) -> R
         # One body for an id that is not a UUID, names nothing, or names another workspace's thread.
         raise NotFound(THREAD_NOT_FOUND) from None
     canonical = str(parse_uuid(thread_id))
-    repo = MessageRepository(session, auth.workspace_id)
 
     async def render(rows: Sequence[Any]) -> list[dict[str, Any]]:
-        users = await repo.user_public_ids({m.sent_by_user_id for m in rows if m.sent_by_user_id is not None})
+        users = await _users(session, auth.workspace_id, rows)
         return [_message(m, canonical, users) for m in rows]
 
     chunks = messages.whole_thread(session, workspace_id=auth.workspace_id, thread_key=key, roles=ROLES)
@@ -110,18 +107,20 @@ def _parse(raw: bytes, content_type: str | None) -> SendMessage:
 
 
 @router.post("/message")
-async def send_message(request: Request, session: SessionDep, auth: WriteAuth) -> Response:
+async def send_message(request: Request, session: SessionDep, auth: WriteAuth, waiting: WaitingDep) -> Response:
     """Store the end user's message in their thread with the agent, wait (bounded) for the agent's replies."""
     body = _parse(await request.body(), request.headers.get("content-type"))
     # The answer waits for the agent: a place first, so that a 429 leaves nothing stored.
     place = await request.app.state.limits.take(Held.WAITS, auth)
     try:
-        return await _send(request, session, auth, body)
+        return await _send(request, session, waiting, auth, body)
     finally:
         place.release()
 
 
-async def _send(request: Request, session: AsyncSession, auth: Principal, body: SendMessage) -> Response:
+async def _send(
+    request: Request, session: AsyncSession, waiting: answer.Waiting, auth: Principal, body: SendMessage
+) -> Response:
     workspace_id = auth.workspace_id
     try:
         thread = await threads.thread_between(
@@ -130,27 +129,17 @@ async def _send(request: Request, session: AsyncSession, auth: Principal, body: 
     except NotFound:
         raise NotFound(PARTY_NOT_FOUND) from None
     thread_key, thread_uid = thread.id, str(thread.public_id)
-    message = await messages.append_message(
+    # Commits before waiting (the run starts at commit, and the client may rely on the message being stored);
+    # no run answers on an inactive (handed-off) or blocked thread.
+    answered = await answer.send_and_wait(
         session,
+        waiting,
         workspace_id=workspace_id,
         thread_id=thread_uid,
         new=messages.NewMessage(role=Role.USER, content=body.content, source=Source.API),
     )
-    run = runs.requested_run(session, message.id)
-    # Commit before answering: the run starts at commit, and the client may rely on the message being stored.
-    await request.state.db.commit_early()
-    replies: list[Message] = []
-    if run is not None:  # none on an inactive (handed-off) or blocked thread: nobody answers there
-        settings = request.app.state.settings
-        _, replies = await wait_for_run(
-            request.app.state.events,
-            request.app.state.read_sessionmaker,
-            workspace_id,
-            run,
-            seconds=settings.message_wait_max_s,
-            poll_s=settings.events_poll_interval_s,
-        )
-    replies = [m for m in replies if m.role in ROLES]
+    message = answered.message
+    replies = [m for m in answered.replies if m.role in ROLES]
     # The thread as it is now (a run may have handed it off or tagged it), read outside the write transaction.
     async with request.app.state.read_sessionmaker() as read:
         parties = await threads.thread_parties(read, workspace_id=workspace_id, thread_key=thread_key)
@@ -166,7 +155,7 @@ async def _send(request: Request, session: AsyncSession, auth: Principal, body: 
 
 async def _users(session: AsyncSession, workspace_id: int, rows: Sequence[Any]) -> dict[int, Any]:
     ids = {m.sent_by_user_id for m in rows if m.sent_by_user_id is not None}
-    return await MessageRepository(session, workspace_id).user_public_ids(ids)
+    return await messages.user_public_ids(session, workspace_id=workspace_id, user_ids=ids)
 
 
 def _message(m: Any, thread_id: str, users: dict[int, Any]) -> dict[str, Any]:

@@ -17,13 +17,12 @@ from starlette.responses import JSONResponse, Response
 
 from threadline.auth.principal import Principal
 from threadline.dialects.base import Dialect, api_key_header, dialect_auth
-from threadline.dialects.feather.repository import FeatherThreadRepository
 from threadline.dialects.mapping import Vendor, role_word, shown_roles
 from threadline.errors import InvalidRequest, NotFound
-from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Order
 from threadline.messages import service as messages
 from threadline.models.enums import MessageStatus, Role, Scope
+from threadline.threads import service as threads
 from threadline.web.deps import SessionDep
 from threadline.web.responses import json_response
 from threadline.web.surfaces import ErrorInfo
@@ -58,12 +57,10 @@ async def get_thread_messages(
     size = _limit(limit)
     roles = _roles(direction)
     wanted = _status(status)
-    thread_uid = parse_uuid(threadId)
-    if thread_uid is None:
+    found = await threads.thread_with_agent(session, workspace_id=auth.workspace_id, thread_id=threadId)
+    if found is None:
         raise NotFound(THREAD_NOT_FOUND)
-    thread = await FeatherThreadRepository(session, auth.workspace_id).thread_with_agent(thread_uid)
-    if thread is None:
-        raise NotFound(THREAD_NOT_FOUND)
+    thread = found.row
     if thread.version_public_id is None:
         raise InvalidRequest("the thread's agent has no version: give the agent one (POST /v1/agents/{id}/versions)")
     thread_id = str(thread.thread_public_id)
@@ -103,8 +100,8 @@ async def get_thread_messages(
                     "version": thread.version_number,
                     "name": thread.version_name,
                     "mode": thread.version_mode,
-                    "smsMaxTokens": thread.version_sms_max_tokens,
-                    "smsTemperature": thread.version_sms_temperature,
+                    "smsMaxTokens": found.sms.max_tokens,
+                    "smsTemperature": found.sms.temperature,
                     "discardInboundSms": bool(thread.version_discard_inbound),
                 },
                 "messages": _render(page.items, thread_id),
