@@ -18,8 +18,9 @@ import pytest
 from tests.fakes.twilio_server import Accept, Drop, Reply, TwilioError, TwilioStandIn
 from tests.fakes.whatsapp_server import Accept as GraphAccept
 from tests.fakes.whatsapp_server import GraphError, WhatsAppStandIn
-from threadline.channels import ChannelError, SentMessage, parse_retry_after
+from threadline.channels.errors import ChannelError, parse_retry_after
 from threadline.channels.segments import split_whatsapp_text
+from threadline.channels.sender import SentMessage
 from threadline.channels.twilio import TwilioClient
 from threadline.channels.whatsapp import ReplyButton, Template, WhatsAppClient
 

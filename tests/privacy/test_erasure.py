@@ -28,7 +28,7 @@ from tests.privacy.conftest import (
 from tests.runs.conftest import running_worker, until
 from tests.runs.scripted import Step
 from threadline.audit.service import Actor
-from threadline.channels.inbound import InboundRepository
+from threadline.channels.repository import InboundRepository
 from threadline.config import Settings
 from threadline.jobs import service as jobs
 from threadline.models import EndUser, Job, Message, Run, Thread

@@ -13,6 +13,7 @@ message id is stored as ``external_id``, unique per integration: a delivery whos
 reported as a duplicate and stores nothing. It is looked for before anything is written, and again once
 the sender's end user is locked: a concurrent delivery of the same message (the same sender) holds that
 lock until it has committed, so the second one finds it then. The unique index stays the last guard.
+The queries are ``channels.repository.InboundRepository``'s.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from typing import Any
 
 import structlog
 from fastapi import Request
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.channels.repository import InboundRepository
 from threadline.config import Settings
 from threadline.errors import Forbidden, NotFound, Unavailable
 from threadline.integrations.service import ChannelCredentials, channel_credentials
-from threadline.kit.repository import WorkspaceRepository
 from threadline.kit.secrets import SecretDecryptionError
 from threadline.messages.service import NewMessage, append_message
 from threadline.models import Agent, EndUser, Message, Thread
@@ -201,51 +200,6 @@ class NoAgent(Unavailable):
     code = "channel_has_no_agent"
 
 
-class InboundRepository(WorkspaceRepository):
-    async def has_message(self, integration_id: int, external_id: str) -> bool:
-        stmt = (
-            select(Message.id)
-            .where(
-                Message.workspace_id == self.workspace_id,
-                Message.integration_id == integration_id,
-                Message.external_id == external_id,
-            )
-            .limit(1)
-        )
-        return (await self.session.execute(stmt)).first() is not None
-
-    async def message_key(self, thread_id: int, integration_id: int, external_id: str) -> int | None:
-        """The row id of the message of this thread with the provider's id ``external_id``, if any."""
-        stmt = select(Message.id).where(
-            Message.workspace_id == self.workspace_id,
-            Message.thread_id == thread_id,
-            Message.integration_id == integration_id,
-            Message.external_id == external_id,
-        )
-        key: int | None = (await self.session.execute(stmt)).scalar_one_or_none()
-        return key
-
-    async def end_user_by_address(self, channel: ChannelType, address: str) -> EndUser | None:
-        stmt = self.scoped(EndUser).where(EndUser.channel == channel, EndUser.address == address)
-        end_user: EndUser | None = (await self.session.execute(stmt)).scalar_one_or_none()
-        return end_user
-
-    async def latest_thread(self, *, agent_id: int, end_user_id: int, integration_id: int) -> Thread | None:
-        """The newest thread of this end user with this agent that came through this integration."""
-        stmt = (
-            self.scoped(Thread)
-            .where(
-                Thread.agent_id == agent_id,
-                Thread.end_user_id == end_user_id,
-                Thread.integration_id == integration_id,
-            )
-            .order_by(Thread.id.desc())
-            .limit(1)
-        )
-        thread: Thread | None = (await self.session.execute(stmt)).scalar_one_or_none()
-        return thread
-
-
 async def receive(
     session: AsyncSession, *, channel: ChannelCredentials, messages: Sequence[InboundMessage]
 ) -> list[Received]:
@@ -342,20 +296,10 @@ async def _find_or_create(
 ) -> EndUser | None:
     end_user = await repo.end_user_by_address(channel, address)
     if end_user is None:
-        created = EndUser(
-            workspace_id=repo.workspace_id,
-            display_name=storable(display_name[:MAX_DISPLAY_NAME_CHARS]),
-            channel=channel,
-            address=address,
-            metadata_={},
-        )
-        try:
-            async with session.begin_nested():
-                session.add(created)
-            end_user = created
-        except IntegrityError:
-            # A concurrent first message from the same address created them (and committed): take theirs.
-            end_user = await repo.end_user_by_address(channel, address)
+        end_user = await repo.add_end_user(channel, address, storable(display_name[:MAX_DISPLAY_NAME_CHARS]))
+    if end_user is None:
+        # A concurrent first message from the same address created them (and committed): take theirs.
+        end_user = await repo.end_user_by_address(channel, address)
     if end_user is None:
         return None
     return await ThreadRepository(session, repo.workspace_id).lock_end_user(str(end_user.public_id))

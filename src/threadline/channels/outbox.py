@@ -1,13 +1,14 @@
 """What a new outbound message on SMS or WhatsApp needs at once: its text cut to what one provider
 message takes (``parts``) and the job that sends it (``enqueue``). Kept apart from ``channels.delivery``
-(the job itself) so that ``messages.service`` can import it without importing the providers' clients.
+(the job itself) so that ``messages.service`` can import it without importing the job and what it uses.
 
 Splitting happens when the message is stored, not when it is sent, so that the store holds one message
 per provider message (each with its own provider id, status and lifecycle) and the parts take
-consecutive places in the thread. An SMS body goes as one concatenated message up to ten segments (Twilio
-joins them on the handset); a longer one becomes several messages. A WhatsApp text goes up to 4096
-characters per message. Only plain text is split: a caption, a button body or a template that is too long
-is the provider's to refuse, and the message ends FAILED with the provider's error.
+consecutive places in the thread. How a text is cut is the channel's sender's (``ChannelSender.split``):
+an SMS body goes as one concatenated message up to ten segments (Twilio joins them on the handset) and a
+longer one becomes several messages; a WhatsApp text goes up to 4096 characters per message. Only plain
+text is split: a caption, a button body or a template that is too long is the provider's to refuse, and
+the message ends FAILED with the provider's error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.channels.segments import split_sms, split_whatsapp_text
+from threadline.channels.registry import sender_for
 from threadline.jobs import service as jobs
 from threadline.models import Message
 from threadline.models.enums import ChannelType, MessageType
@@ -31,12 +32,12 @@ __all__ = [
     "enqueue",
     "enqueue_read_receipt",
     "parts",
+    "read_receipts",
     "receipt_dedupe_key",
 ]
 
 DELIVER_KIND: Final = "channels.deliver"
 RECEIPT_KIND: Final = "channels.read_receipt"
-DELIVERED_CHANNELS: Final = frozenset({ChannelType.SMS, ChannelType.WHATSAPP})
 # An agent's message that a human's taking over the thread stopped before it went out.
 HELD_CODE: Final = "human_handoff"
 HELD_MESSAGE: Final = "not sent: a human took over the thread before it went out"
@@ -51,13 +52,16 @@ def configure(*, max_attempts: int) -> None:
 
 def parts(channel: ChannelType, type_: MessageType, content: str) -> list[str]:
     """``content`` as the texts of the provider messages it goes out as (one unless it is too long)."""
-    if type_ is not MessageType.TEXT or not content:
+    sender = sender_for(channel)
+    if sender is None or type_ is not MessageType.TEXT or not content:
         return [content]
-    if channel is ChannelType.SMS:
-        return split_sms(content) or [content]
-    if channel is ChannelType.WHATSAPP:
-        return split_whatsapp_text(content) or [content]
-    return [content]
+    return sender.split(content) or [content]
+
+
+def read_receipts(channel: ChannelType) -> bool:
+    """Whether the end user on ``channel`` sees that their messages were read (``enqueue_read_receipt``)."""
+    sender = sender_for(channel)
+    return sender is not None and sender.read_receipts
 
 
 def dedupe_key(message_id: int) -> str:

@@ -1,4 +1,5 @@
-"""Twilio Programmable Messaging (SMS): the outbound client."""
+"""Twilio Programmable Messaging (SMS): its client (`client.py`), its `ChannelSender` (`sender.py`) and its
+webhooks (`inbound.py`)."""
 
 from threadline.channels.twilio.client import DEFAULT_BASE_URL, TwilioClient
 

@@ -17,8 +17,10 @@ from urllib.parse import quote
 
 import httpx
 
-from threadline.channels import DEFAULT_TIMEOUT_S, ChannelError, ProviderClient, SentMessage, clean_text
-from threadline.channels import retryable_status as _retryable_status
+from threadline.channels.client import DEFAULT_TIMEOUT_S, ProviderClient, clean_text
+from threadline.channels.errors import ChannelError
+from threadline.channels.errors import retryable_status as _retryable_status
+from threadline.channels.sender import SentMessage
 
 __all__ = ["DEFAULT_BASE_URL", "TwilioClient"]
 

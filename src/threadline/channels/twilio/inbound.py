@@ -30,20 +30,18 @@ import structlog
 from fastapi import APIRouter, Path, Request, Response
 
 from threadline.channels import inbound
+from threadline.channels.twilio.sender import MESSAGE_TAG, TwilioSender
 from threadline.config import Settings
 from threadline.errors import InvalidRequest
 from threadline.integrations.service import ChannelCredentials
 from threadline.kit.clock import utcnow
 from threadline.messages import lifecycle
-from threadline.models.enums import ChannelType, MessageStatus, MessageType, Source
+from threadline.models.enums import ChannelType, MessageType, Source
 from threadline.web.deps import SessionDep
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
-
-# The query parameter of the StatusCallback URL the send job gives Twilio: the message's public id.
-MESSAGE_TAG = "message"
 
 SIGNATURE_HEADER: Final = "x-twilio-signature"
 EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -66,22 +64,6 @@ ID_FORMATS: Final[dict[str, tuple[re.Pattern[str], str]]] = {
 }
 # Older names Twilio still sends for MessageSid, with the same value.
 _MESSAGE_SID_ALIASES: Final = ("SmsSid", "SmsMessageSid")
-
-# Twilio's MessageStatus words -> our lifecycle; None: a status of no outbound message's lifecycle.
-STATUSES: Final[dict[str, MessageStatus | None]] = {
-    "accepted": MessageStatus.QUEUED,
-    "scheduled": MessageStatus.QUEUED,
-    "queued": MessageStatus.QUEUED,
-    "sending": MessageStatus.SENDING,
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "undelivered": MessageStatus.UNDELIVERED,
-    "failed": MessageStatus.FAILED,
-    "read": MessageStatus.READ,
-    "canceled": None,
-    "receiving": None,
-    "received": None,
-}
 
 IntegrationId = Annotated[str, Path(max_length=64, description="The integration's id.")]
 
@@ -286,7 +268,7 @@ async def status_callback(integration_id: IntegrationId, request: Request, sessi
     form = await _signed_params(request, settings, credentials)
     sid = _required(form, "MessageSid", max_chars=128)
     word = _required(form, "MessageStatus").lower()
-    to = STATUSES.get(word)
+    to = TwilioSender.status(word)
     fields = _provider_fields(form)
     if to is None:
         log.info("channels.twilio.status_ignored", integration_id=str(credentials.public_id), status=word[:32])

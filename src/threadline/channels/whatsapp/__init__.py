@@ -1,4 +1,5 @@
-"""The WhatsApp Business Cloud API (Graph API): the outbound client."""
+"""The WhatsApp Business Cloud API (Graph API): its client (`client.py`), its `ChannelSender` (`sender.py`) and
+its webhook (`inbound.py`)."""
 
 from threadline.channels.whatsapp.client import (
     DEFAULT_API_VERSION,

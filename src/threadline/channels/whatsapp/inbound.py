@@ -28,12 +28,13 @@ import structlog
 from fastapi import APIRouter, Path, Request, Response
 
 from threadline.channels import inbound
+from threadline.channels.whatsapp.sender import WhatsAppSender
 from threadline.config import Settings
 from threadline.errors import InvalidRequest
 from threadline.integrations.service import ChannelCredentials
 from threadline.kit.clock import from_unix_seconds, utcnow
 from threadline.messages import lifecycle
-from threadline.models.enums import ChannelType, MessageStatus, MessageType, Source
+from threadline.models.enums import ChannelType, MessageType, Source
 from threadline.web.deps import SessionDep
 
 log = structlog.get_logger(__name__)
@@ -45,12 +46,6 @@ MAX_CHALLENGE_CHARS: Final = 256
 _WA_ID = re.compile(r"^[1-9][0-9]{6,14}$")
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
-STATUSES: Final[dict[str, MessageStatus]] = {
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "read": MessageStatus.READ,
-    "failed": MessageStatus.FAILED,
-}
 MEDIA_TYPES: Final[dict[str, MessageType]] = {
     "image": MessageType.IMAGE,
     "sticker": MessageType.IMAGE,
@@ -283,7 +278,7 @@ def _first_text(obj: dict[str, Any], *keys: str) -> str:
 async def _apply_status(session: Any, credentials: ChannelCredentials, raw: dict[str, Any], where: str) -> None:
     wamid = _text(raw, "id", where, max_chars=128)
     word = _text(raw, "status", where, max_chars=64)
-    to = STATUSES.get(word)
+    to = WhatsAppSender.status(word)
     if to is None:  # "deleted", "warning", ...: no step of a delivery
         log.info("channels.whatsapp.status_ignored", integration_id=str(credentials.public_id), status=word)
         return
