@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -477,8 +476,9 @@ def _start_metrics_server(metrics: Any, host: str, port: int) -> Any:
 
 
 async def _check_reachable(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    from threadline.db.engine import ping
+
+    await ping(engine)
 
 
 @contextmanager

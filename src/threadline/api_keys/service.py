@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.api_keys import repository
+from threadline.api_keys.repository import ApiKeyRepository
 from threadline.audit import service as audit
 from threadline.audit.actions import AuditAction
 from threadline.auth.keys import display_prefix, generate_key, hash_key
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
-from threadline.kit.pagination import Page, PageRequest, keyset_page
-from threadline.kit.repository import WorkspaceRepository
+from threadline.kit.pagination import Page, PageRequest
 from threadline.models import ApiKey
 from threadline.models.enums import Scope
 
@@ -44,19 +44,15 @@ async def create_key(
 
 
 async def list_keys(session: AsyncSession, *, workspace_id: int, page: PageRequest) -> Page[ApiKey]:
-    repo = WorkspaceRepository(session, workspace_id)
-    return await keyset_page(session, repo.scoped(ApiKey), ApiKey.id, page)
+    return await ApiKeyRepository(session, workspace_id).page(page)
 
 
 async def all_keys(session: AsyncSession, *, workspace_id: int | None = None) -> list[ApiKey]:
-    stmt = select(ApiKey).order_by(ApiKey.id)
-    if workspace_id is not None:
-        stmt = stmt.where(ApiKey.workspace_id == workspace_id)
-    return list((await session.execute(stmt)).scalars())
+    return await repository.all_keys(session, workspace_id=workspace_id)
 
 
 async def get_key(session: AsyncSession, *, workspace_id: int, key_id: str) -> ApiKey:
-    return await WorkspaceRepository(session, workspace_id).get(ApiKey, key_id, label="API key")
+    return await ApiKeyRepository(session, workspace_id).get_key(key_id)
 
 
 async def revoke_key(session: AsyncSession, *, workspace_id: int, key_id: str, actor: audit.Actor) -> ApiKey:
@@ -71,7 +67,7 @@ async def revoke_key_by_public_id(session: AsyncSession, *, key_id: str, actor: 
     uid = parse_uuid(key_id)
     if uid is None:
         return None
-    key: ApiKey | None = (await session.execute(select(ApiKey).where(ApiKey.public_id == uid))).scalar_one_or_none()
+    key = await repository.by_public_id(session, uid)
     if key is not None:
         await _revoke(session, key, actor)
     return key

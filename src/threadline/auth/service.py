@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping
 
 import structlog
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from threadline.auth import repository
 from threadline.auth.keys import hash_key
 from threadline.auth.principal import Principal
 from threadline.kit.clock import utcnow
-from threadline.models import ApiKey, Workspace
 from threadline.models.enums import Scope
 
 log = structlog.get_logger(__name__)
 
 _SCHEMES = ("bearer", "api-key")
-
-# Built once: this runs on every request.
-_BY_HASH = (
-    select(ApiKey.id, ApiKey.scopes, ApiKey.workspace_id, Workspace.public_id)
-    .join(Workspace, Workspace.id == ApiKey.workspace_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
-)
 
 
 def presented_keys(headers: Mapping[str, str]) -> tuple[str, ...]:
@@ -45,7 +36,7 @@ def presented_keys(headers: Mapping[str, str]) -> tuple[str, ...]:
 
 async def authenticate(session: AsyncSession, key: str) -> Principal | None:
     """The principal for ``key``, or None when it is unknown or revoked (checked on every request)."""
-    row = (await session.execute(_BY_HASH, {"key_hash": hash_key(key)})).one_or_none()
+    row = await repository.live_key_by_hash(session, hash_key(key))
     if row is None:
         return None
     scopes = frozenset(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
@@ -55,22 +46,6 @@ async def authenticate(session: AsyncSession, key: str) -> Principal | None:
         api_key_id=row.id,
         scopes=scopes,
     )
-
-
-async def live_key_ids(session: AsyncSession, api_key_ids: list[int]) -> set[int]:
-    """Those of ``api_key_ids`` that still authenticate: not revoked, their workspace not deleted."""
-    rows = await session.execute(
-        select(ApiKey.id)
-        .join(Workspace, Workspace.id == ApiKey.workspace_id)
-        .where(ApiKey.id.in_(api_key_ids), ApiKey.revoked_at.is_(None))
-    )
-    return set(rows.scalars())
-
-
-async def key_public_ids(session: AsyncSession, api_key_ids: list[int]) -> dict[int, uuid.UUID]:
-    """{row id: public id} of those of ``api_key_ids`` that still exist (for logs, which name keys publicly)."""
-    rows = await session.execute(select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(api_key_ids)))
-    return {row.id: row.public_id for row in rows}
 
 
 class LastUsedRecorder:
@@ -98,7 +73,7 @@ class LastUsedRecorder:
     async def _write(self, api_key_id: int) -> None:
         try:
             async with self._sessionmaker() as session, session.begin():
-                await session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow()))
+                await repository.set_last_used(session, api_key_id, utcnow())
         except Exception as exc:  # a stat: never worth failing anything for (the database's failure, not the key's)
             log.warning("api_key.touch_failed", error=type(exc).__name__)
 

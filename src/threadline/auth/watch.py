@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from threadline.auth.service import key_public_ids, live_key_ids
+from threadline.auth.repository import key_public_ids, live_key_ids
 
 log = structlog.get_logger(__name__)
 

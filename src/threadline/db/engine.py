@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -99,6 +99,12 @@ def read_engine(engine: AsyncEngine) -> AsyncEngine:
     if is_sqlite(engine):
         return engine.execution_options(**{READ_ONLY_OPTION: True})
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """``SELECT 1`` on a connection of ``engine``: raises when the database cannot be reached."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.events import service
-from threadline.events.repository import EventRepository
+from threadline.events.repository import EventRepository, notify_through
 from threadline.events.schemas import encode, envelope, sse_frame, transient_envelope
 from threadline.events.transient import ORIGIN, TRANSIENT_CHANNEL, notify_payload, register_hub
 from threadline.kit.pglisten import PgListener
@@ -276,7 +276,7 @@ class EventHub:
         if connection is None or connection.is_closed():
             return  # the listener is reconnecting: only this process's subscribers get this one
         async with self._publish_lock:
-            await connection.execute("SELECT pg_notify($1, $2)", TRANSIENT_CHANNEL, payload)
+            await notify_through(connection, TRANSIENT_CHANNEL, payload)
 
     def deliver_transient(self, workspace_id: int, envelope: dict[str, Any]) -> None:
         for sub in self._subscriptions.get(workspace_id, ()):

@@ -23,14 +23,13 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_session
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
+from threadline.events.repository import EventRepository
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import uuid7
-from threadline.models import Event, Workspace
 
 NOTIFY_CHANNEL = "threadline_events"
 _PENDING = "threadline.events.pending"
@@ -119,26 +118,16 @@ async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int
     for p in pending:
         by_workspace.setdefault(p.workspace_id, []).append(p)
     written: dict[int, list[PendingEvent]] = {}
-    postgres = session.get_bind().dialect.name == "postgresql"
+    notify = NOTIFY_CHANNEL if session.get_bind().dialect.name == "postgresql" else None
     sinks = list(_sinks)
+    guarded = [(sink, guard) for sink, guard in sinks if guard is not None]
     # Workspaces in id order, so two transactions spanning the same ones lock them in the same order.
     for workspace_id in sorted(by_workspace):
         events = by_workspace[workspace_id]
-        returned: list[Any] = [Workspace.last_event_seq]
-        if postgres:
-            # "<workspace>:<last seq>": a process that has read that far already skips the read.
-            returned.append(func.pg_notify(NOTIFY_CHANNEL, func.concat(f"{workspace_id}:", Workspace.last_event_seq)))
-        guarded = [(sink, guard) for sink, guard in sinks if guard is not None]
-        first_guard = len(returned)
-        returned.extend(guard(workspace_id) for _, guard in guarded)
-        stmt = (
-            update(Workspace)
-            .where(Workspace.id == workspace_id)
-            .values(last_event_seq=Workspace.last_event_seq + len(events))
-            .returning(*returned)
+        repo = EventRepository(session, workspace_id)
+        last, has_work = await repo.take_seqs(
+            len(events), notify=notify, guards=[guard(workspace_id) for _, guard in guarded]
         )
-        row = (await session.execute(stmt)).one()
-        last = int(row[0])
         first = last - len(events) + 1
         for i, e in enumerate(events):
             e.seq = first + i
@@ -146,25 +135,10 @@ async def _write(session: AsyncSession, pending: list[PendingEvent]) -> dict[int
         for sink, guard in sinks:
             if guard is None:
                 await sink(session, workspace_id, events)
-        for i, (sink, _) in enumerate(guarded):
-            if row[first_guard + i]:
+        for (sink, _), work in zip(guarded, has_work, strict=True):
+            if work:
                 await sink(session, workspace_id, events)
-        await session.execute(
-            insert(Event),
-            [
-                {
-                    "public_id": e.public_id,
-                    "workspace_id": workspace_id,
-                    "seq": e.seq,
-                    "type": e.type,
-                    "thread_id": e.thread_id,
-                    "data": e.data,
-                    "changes": e.changes,
-                    "created_at": e.created_at,
-                }
-                for e in events
-            ],
-        )
+        await repo.insert(events)
         written[workspace_id] = events
     return written
 

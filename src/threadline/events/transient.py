@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import secrets
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic_core import to_json
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threadline.events import repository
 from threadline.events.schemas import transient_envelope
-
-if TYPE_CHECKING:
-    from threadline.events.hub import EventHub
 
 TRANSIENT_CHANNEL = "threadline_transient"
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_TRANSIENT_BYTES = 7900
 
-_local_hubs: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+class TransientReceiver(Protocol):
+    """What takes this process's transient events: its hubs (``events.hub.EventHub``)."""
+
+    def deliver_transient(self, workspace_id: int, envelope: dict[str, Any]) -> None: ...
 
 
-def register_hub(hub: EventHub) -> None:
+_local_hubs: weakref.WeakSet[TransientReceiver] = weakref.WeakSet()
+
+
+def register_hub(hub: TransientReceiver) -> None:
     _local_hubs.add(hub)
 
 
@@ -54,9 +58,4 @@ async def publish(
     if engine.dialect.name != "postgresql":
         return
     # ...and the other processes' through PostgreSQL.
-    payload = notify_payload(workspace_id, envelope)
-    async with engine.connect() as conn:
-        await conn.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": TRANSIENT_CHANNEL, "payload": payload}
-        )
-        await conn.commit()
+    await repository.notify(engine, TRANSIENT_CHANNEL, notify_payload(workspace_id, envelope))

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from threadline.db import migrate
+from threadline.db.engine import ping
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +23,7 @@ async def readyz(request: Request) -> JSONResponse:
     engine = request.app.state.engine
     body: dict[str, Any] = {"status": "ok", "database": engine.dialect.name}
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(engine)
         current = await migrate.current_revision(engine)
     except Exception as exc:
         body.update(status="unavailable", reason=f"database unreachable: {type(exc).__name__}")

@@ -54,6 +54,10 @@ class JobRepository:
         assert job is not None
         return job
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """``NOTIFY channel, payload`` in this transaction (PostgreSQL delivers it at commit)."""
+        await self.session.execute(select(func.pg_notify(channel, payload)))
+
     # ------------------------------------------------------------------------------------ workers
 
     async def claim(

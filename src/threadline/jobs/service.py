@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -189,7 +189,7 @@ async def notify_workers(session: AsyncSession, kind: str) -> None:
     notified = session.info.setdefault(_NOTIFIED, set())
     if kind not in notified:
         notified.add(kind)
-        await session.execute(select(func.pg_notify(JOBS_CHANNEL, kind)))
+        await JobRepository(session).notify(JOBS_CHANNEL, kind)
 
 
 def _new_public_id() -> uuid.UUID:

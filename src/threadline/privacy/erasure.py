@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND, dedupe_key, receipt_dedupe_key
 from threadline.kit.clock import utcnow
 from threadline.kit.secrets import SecretBox, SecretDecryptionError
 from threadline.models import Erasure, ErasureStatus
@@ -226,7 +227,7 @@ class Eraser:
         self, repo: ErasureRepository, erasure: Erasure, thread_key: int, *, limit: int | None
     ) -> int:
         rows = await repo.delete_messages(thread_key, limit=limit)
-        jobs = await repo.delete_message_jobs([r.id for r in rows])
+        jobs = await repo.delete_keyed_jobs(*_send_jobs([r.id for r in rows]))
         inbound = sum(1 for r in rows if r.direction == Direction.INBOUND)
         erasure.erased = _added(erasure.erased, messages=len(rows), jobs=jobs)
         kept = _added(
@@ -304,3 +305,9 @@ async def record_failure(
             erasure.status = ErasureStatus.FAILED
             erasure.finished_at = utcnow()
         erasure.updated_at = utcnow()
+
+
+def _send_jobs(message_ids: list[int]) -> tuple[list[str], list[str]]:
+    """The kinds and dedupe keys of the jobs that send these messages or their read receipts."""
+    keys = [dedupe_key(i) for i in message_ids] + [receipt_dedupe_key(i) for i in message_ids]
+    return [DELIVER_KIND, RECEIPT_KIND], keys

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import selectinload
 
-from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND, dedupe_key, receipt_dedupe_key
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import (
     EndUser,
@@ -203,14 +202,13 @@ class ErasureRepository(WorkspaceRepository):
         rows = (await self.session.execute(stmt)).all()
         return rows
 
-    async def delete_message_jobs(self, message_ids: list[int]) -> int:
-        """The jobs that send a message or its read receipt, found by their dedupe keys (indexed)."""
-        if not message_ids:
+    async def delete_keyed_jobs(self, kinds: list[str], keys: list[str]) -> int:
+        """The jobs of ``kinds`` whose dedupe key is one of ``keys`` (indexed)."""
+        if not keys:
             return 0
-        keys = [dedupe_key(i) for i in message_ids] + [receipt_dedupe_key(i) for i in message_ids]
         result = await self.session.execute(
             delete(Job).where(
-                Job.kind.in_([DELIVER_KIND, RECEIPT_KIND]),
+                Job.kind.in_(kinds),
                 Job.dedupe_key.in_(keys),
                 Job.workspace_id == self.workspace_id,
             )

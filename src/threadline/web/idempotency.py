@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -42,6 +41,7 @@ from threadline.errors import Conflict, ThreadlineError
 from threadline.kit.clock import utcnow
 from threadline.kit.secrets import SecretBox, SecretDecryptionError
 from threadline.models import IdempotencyKey
+from threadline.web import repository
 from threadline.web.body import buffered_body
 from threadline.web.errors import send_error
 from threadline.web.surfaces import ErrorInfo
@@ -149,7 +149,7 @@ async def claim(request: Request, principal: Principal, session: AsyncSession) -
     pending.decided = True
     existing = await _load(session, principal, pending.key)
     if existing is not None and existing.expires_at <= utcnow():
-        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
+        await repository.delete_claim(session, existing.id)
         existing = None
     if existing is not None:
         _answer_from(pending, existing)
@@ -231,11 +231,7 @@ def _answer_from(pending: _Pending, row: IdempotencyKey) -> None:
 
 
 async def _load(session: AsyncSession, principal: Principal, key: str) -> IdempotencyKey | None:
-    result = await session.execute(
-        select(IdempotencyKey).where(IdempotencyKey.api_key_id == principal.api_key_id, IdempotencyKey.key == key)
-    )
-    row: IdempotencyKey | None = result.scalar_one_or_none()
-    return row
+    return await repository.find_claim(session, api_key_id=principal.api_key_id, key=key)
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:
@@ -250,5 +246,4 @@ def _fingerprint(scope: Scope, body: bytes) -> str:
 async def purge_expired(sessionmaker: Any) -> int:
     """Delete expired keys; returns how many. Safe to run from every process at once."""
     async with sessionmaker() as session, session.begin():
-        result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
-    return int(getattr(result, "rowcount", 0) or 0)
+        return await repository.delete_expired(session, now=utcnow())

@@ -9,7 +9,22 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, false, func, insert, literal, null, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.db.types import UTCDateTime
@@ -346,3 +361,9 @@ async def recent_deliveries(
     if status is not None:
         stmt = stmt.where(WebhookDelivery.status == status)
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+def has_enabled_endpoints(workspace_id: int) -> Any:
+    """A scalar SQL expression, true when the workspace has an enabled endpoint (read by the statement that
+    numbers the events: the fan-out's guard)."""
+    return exists().where(WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True))

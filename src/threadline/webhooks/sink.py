@@ -8,15 +8,11 @@ that numbers the events, so in a workspace without webhooks it costs no round tr
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.events.service import PendingEvent, add_sink
 from threadline.events.types import matches
-from threadline.models import WebhookEndpoint
-from threadline.webhooks.repository import WebhookRepository
+from threadline.webhooks.repository import WebhookRepository, has_enabled_endpoints
 from threadline.webhooks.service import enqueue_attempt
 
 
@@ -35,9 +31,4 @@ async def fan_out(session: AsyncSession, workspace_id: int, events: list[Pending
         await enqueue_attempt(session, workspace_id=workspace_id, delivery_id=delivery_id, series=0)
 
 
-def has_endpoints(workspace_id: int) -> Any:
-    """True when the workspace has an enabled endpoint (read with the events' numbering)."""
-    return exists().where(WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True))
-
-
-add_sink(fan_out, guard=has_endpoints)
+add_sink(fan_out, guard=has_enabled_endpoints)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.api_keys.service import create_key
@@ -24,6 +23,7 @@ from threadline.messages.service import NewMessage, append_message
 from threadline.models import Agent, AgentVersion, EndUser, Thread
 from threadline.models.enums import AgentMode, AgentType, ChannelType, Role, Scope
 from threadline.workspaces import numbers
+from threadline.workspaces.repository import advisory_lock
 from threadline.workspaces.service import any_workspace, create_workspace
 
 log = structlog.get_logger(__name__)
@@ -154,7 +154,7 @@ async def _seed_if_empty(sessionmaker: async_sessionmaker[AsyncSession], setting
         # On SQLite the write option makes this BEGIN IMMEDIATE, whichever sessionmaker we were given.
         conn = await session.connection(execution_options={WRITE_OPTION: True})
         if conn.dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+            await advisory_lock(session, ADVISORY_LOCK_ID)
         if await any_workspace(session):
             return None
         return await _seed(session, settings)

@@ -1,13 +1,17 @@
+"""All SQL of workspaces: their per-workspace counters (``CounterRepository``), and the workspaces themselves,
+which the operator sees across workspaces (the CLI, the first start)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import Message, Thread, WorkspaceCounter
+from threadline.models import Message, Thread, Workspace, WorkspaceCounter
 
 Numbered = type[Thread] | type[Message]
 
@@ -55,3 +59,23 @@ class CounterRepository(WorkspaceRepository):
         )
         taken: int = (await self.session.execute(stmt)).scalar_one()
         return taken
+
+
+async def by_name(session: AsyncSession, name: str) -> Workspace | None:
+    workspace: Workspace | None = (
+        await session.execute(select(Workspace).where(Workspace.name == name))
+    ).scalar_one_or_none()
+    return workspace
+
+
+async def all_workspaces(session: AsyncSession) -> list[Workspace]:
+    return list((await session.execute(select(Workspace).order_by(Workspace.id))).scalars())
+
+
+async def any_workspace(session: AsyncSession) -> bool:
+    return (await session.execute(select(Workspace.id).limit(1))).first() is not None
+
+
+async def advisory_lock(session: AsyncSession, key: int) -> None:
+    """PostgreSQL's transaction-level advisory lock ``key``: held until the transaction ends."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": key})

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import Conflict, InvalidRequest, NotFound
 from threadline.models import Workspace
-from threadline.workspaces import numbers
+from threadline.workspaces import numbers, repository
 
 
 async def create_workspace(session: AsyncSession, *, name: str) -> Workspace:
@@ -24,9 +23,7 @@ async def create_workspace(session: AsyncSession, *, name: str) -> Workspace:
 
 
 async def find_workspace(session: AsyncSession, *, name: str) -> Workspace | None:
-    result = await session.execute(select(Workspace).where(Workspace.name == name))
-    workspace: Workspace | None = result.scalar_one_or_none()
-    return workspace
+    return await repository.by_name(session, name)
 
 
 async def get_workspace(session: AsyncSession, *, name: str) -> Workspace:
@@ -37,8 +34,8 @@ async def get_workspace(session: AsyncSession, *, name: str) -> Workspace:
 
 
 async def list_workspaces(session: AsyncSession) -> list[Workspace]:
-    return list((await session.execute(select(Workspace).order_by(Workspace.id))).scalars())
+    return await repository.all_workspaces(session)
 
 
 async def any_workspace(session: AsyncSession) -> bool:
-    return (await session.execute(select(Workspace.id).limit(1))).first() is not None
+    return await repository.any_workspace(session)
