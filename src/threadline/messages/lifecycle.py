@@ -66,16 +66,15 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.errors import NotFound
 from threadline.events.types import EventType
 from threadline.kit.clock import utcnow
-from threadline.messages.repository import MessageRepository
+from threadline.messages.repository import MessageRepository, ReportRepository
 from threadline.messages.service import _record
 from threadline.models import Message, Thread
-from threadline.models.enums import Direction, MessageStatus
+from threadline.models.enums import MessageStatus
 
 S = MessageStatus
 
@@ -197,12 +196,7 @@ async def advance_by_external_id(
     one whose thread was deleted), and an error answer would only make the provider redeliver it for days
     (WhatsApp retries for up to 7 days, replaying the other statuses of the same notification with it)."""
     await session.flush()
-    stmt = (
-        select(Message)
-        .where(Message.integration_id == integration_id, Message.external_id == external_id)
-        .execution_options(populate_existing=True)
-    )
-    message = (await session.execute(stmt)).scalar_one_or_none()
+    message = await ReportRepository(session).by_external_id(integration_id, external_id)
     if message is None and tag is not None:
         message = await _tagged(session, integration_id, tag, external_id)
         if message is not None and message.external_id is None:
@@ -220,23 +214,12 @@ async def _tagged(session: AsyncSession, integration_id: int, tag: str, external
         public_id = uuid.UUID(tag)
     except ValueError:
         return None
-    stmt = (
-        select(Message)
-        .where(
-            Message.integration_id == integration_id,
-            Message.public_id == public_id,
-            Message.direction == Direction.OUTBOUND,
-            or_(Message.external_id.is_(None), Message.external_id == external_id),
-        )
-        .execution_options(populate_existing=True)
-    )
-    found: Message | None = (await session.execute(stmt)).scalar_one_or_none()
-    return found
+    return await ReportRepository(session).by_tag(integration_id, public_id, external_id)
 
 
 async def _current(session: AsyncSession, message_id: int) -> Message | None:
     """The message as committed now (not a copy the session holds from earlier)."""
-    return await session.get(Message, message_id, populate_existing=True)
+    return await ReportRepository(session).current(message_id)
 
 
 async def _apply(

@@ -5,7 +5,8 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, case, literal, select, update
+from sqlalchemy import ScalarSelect, Select, case, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
@@ -239,3 +240,39 @@ class MessageRepository(WorkspaceRepository):
         )
         message: Message | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return message
+
+
+class ReportRepository:
+    """The SQL of the delivery lifecycle (messages.lifecycle): a provider's status report names a message by the
+    integration and the provider's id, or by the tag the send job gave it, which are unique across workspaces."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_external_id(self, integration_id: int, external_id: str) -> Message | None:
+        stmt = (
+            select(Message)
+            .where(Message.integration_id == integration_id, Message.external_id == external_id)
+            .execution_options(populate_existing=True)
+        )
+        found: Message | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
+    async def by_tag(self, integration_id: int, public_id: uuid.UUID, external_id: str) -> Message | None:
+        """The integration's outbound message ``public_id``, with no provider id yet or with ``external_id``."""
+        stmt = (
+            select(Message)
+            .where(
+                Message.integration_id == integration_id,
+                Message.public_id == public_id,
+                Message.direction == Direction.OUTBOUND,
+                or_(Message.external_id.is_(None), Message.external_id == external_id),
+            )
+            .execution_options(populate_existing=True)
+        )
+        found: Message | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
+    async def current(self, message_id: int) -> Message | None:
+        """The message as committed now (not a copy the session holds from earlier)."""
+        return await self.session.get(Message, message_id, populate_existing=True)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from threadline.runs.flows.engine import FlowState, Inbound, advance, end_user_context
 from threadline.runs.flows.engine import Handoff as FlowHandoff
 from threadline.runs.flows.http import HttpxCaller
 from threadline.runs.flows.schema import FlowError, parse_flow
+from threadline.runs.state import Answer, Reply, RunFailed, RunInput
 from threadline.runs.tools import Handoff
 
-if TYPE_CHECKING:
-    from threadline.runs.runtime import Answer, RunInput, Runtime
 
-
-async def answer_with_flow(runtime: Runtime, inp: RunInput) -> Answer:
-    from threadline.runs.runtime import Answer, Reply, RunFailed
-
+async def answer_with_flow(inp: RunInput, *, allow_private: bool) -> Answer:
+    """``allow_private``: the flow's HTTP steps may call private addresses (THREADLINE_TOOLS_ALLOW_PRIVATE_URLS)."""
     if inp.version.flow is None:
         raise RunFailed("no_flow", "the FLOW agent version has no flow", retryable=False)
     try:
@@ -31,9 +26,7 @@ async def answer_with_flow(runtime: Runtime, inp: RunInput) -> Answer:
         channel=inp.end_user.channel,
         info=inp.end_user.info,
     )
-    turn = await advance(
-        flow, state, inbound, context=context, http=HttpxCaller(allow_private=runtime.settings.tools_allow_private_urls)
-    )
+    turn = await advance(flow, state, inbound, context=context, http=HttpxCaller(allow_private=allow_private))
     if turn.error is not None:
         raise RunFailed(f"flow_{turn.error.code}", turn.error.message, retryable=False)
     answer = Answer(

@@ -56,6 +56,11 @@ class RunRepository(WorkspaceRepository):
         )
         return list((await self.session.execute(stmt)).scalars().all())
 
+    async def fresh(self, run_id: int) -> Run | None:
+        """The run as committed now (not the copy a session holds from earlier)."""
+        run = await self.session.get(Run, run_id, populate_existing=True)
+        return run if run is not None and run.workspace_id == self.workspace_id else None
+
     async def agent_of_thread(self, thread_id: int) -> int | None:
         stmt = select(Thread.agent_id).where(Thread.id == thread_id, Thread.workspace_id == self.workspace_id)
         agent_id: int | None = (await self.session.execute(stmt)).scalar_one_or_none()

@@ -28,10 +28,11 @@ async def wait_for_run(
         while True:
             sub.changed.clear()
             async with read_maker() as session:
-                current = await session.get(Run, run.id, populate_existing=True)
+                repo = RunRepository(session, workspace_id)
+                current = await repo.fresh(run.id)
                 if current is None:  # the thread was deleted meanwhile
                     return run, []
-                replies = await RunRepository(session, workspace_id).replies(run.id)
+                replies = await repo.replies(run.id)
             remaining = deadline - time.monotonic()
             if current.status in FINISHED or remaining <= 0 or sub.closed:
                 return current, replies

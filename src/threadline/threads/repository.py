@@ -10,7 +10,8 @@ from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
+from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Tag, Thread, User
+from threadline.models.enums import MessageStatus, SentBy
 from threadline.models.thread import thread_assignees, thread_tags
 from threadline.threads.schemas import ThreadFilters
 
@@ -188,3 +189,13 @@ class ThreadRepository(WorkspaceRepository):
             .where(Thread.workspace_id == self.workspace_id, Thread.public_id == thread_uid)
         )
         return (await self.session.execute(stmt)).one_or_none()
+
+    async def agent_messages_waiting(self, thread_key: int) -> list[int]:
+        """The agent's messages of the thread still waiting to be sent on their channel (QUEUED)."""
+        stmt = select(Message.id).where(
+            Message.workspace_id == self.workspace_id,
+            Message.thread_id == thread_key,
+            Message.status == MessageStatus.QUEUED,
+            Message.sent_by == SentBy.AGENT,
+        )
+        return list((await self.session.execute(stmt)).scalars())

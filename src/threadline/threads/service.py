@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.agents.settings import EffectiveSettings, effective_settings
@@ -19,8 +18,8 @@ from threadline.integrations import service as integrations
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
-from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Tag, Thread, User
-from threadline.models.enums import ChannelType, MessageStatus, SentBy
+from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
+from threadline.models.enums import ChannelType, MessageStatus
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
 from threadline.workspaces import numbers
@@ -237,14 +236,8 @@ async def _hold_agent_messages(session: AsyncSession, workspace_id: int, thread_
     from threadline.channels import outbox
     from threadline.messages import lifecycle
 
-    stmt = select(Message.id).where(
-        Message.workspace_id == workspace_id,
-        Message.thread_id == thread_key,
-        Message.status == MessageStatus.QUEUED,
-        Message.sent_by == SentBy.AGENT,
-    )
     held = lifecycle.ProviderFields(error_code=outbox.HELD_CODE, error_message=outbox.HELD_MESSAGE)
-    for message_id in (await session.execute(stmt)).scalars():
+    for message_id in await ThreadRepository(session, workspace_id).agent_messages_waiting(thread_key):
         await lifecycle.advance(
             session,
             workspace_id=workspace_id,
