@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -23,50 +21,11 @@ from tests.compat.conftest import CONTEXT, LlamaServer
 from tests.events.sse import frames
 from tests.factories import create_agent, create_end_user, create_thread
 from tests.fakes.openai_server import ErrorReply, Forward, OpenAIStandIn, Reply
+from tests.fakes.shop import ORDER_TOOL, Shop
 from tests.runs.conftest import running_worker
+from tests.runs.conversation import messages_of, say
 
 pytestmark = pytest.mark.slow
-
-ORDER_TOOL = "order_status"
-
-
-class Shop:
-    """The business's own API behind the agent's HTTP tool; it counts the calls and keeps their headers."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        calls = self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                calls.append({"body": body, "idempotency_key": self.headers.get("Idempotency-Key")})
-                payload = json.dumps({"order": body.get("order"), "status": "shipped", "eta": "Friday"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders/status"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def tool(self) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "name": ORDER_TOOL,
-            "description": "Look up the status of an order by its number.",
-            "parameters": {"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]},
-            "url": self.url,
-        }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -124,21 +83,6 @@ async def _thread(api: httpx.AsyncClient, llama_server: LlamaServer, **version: 
     return await create_thread(api, agent_id=agent["id"], end_user_id=user["id"])
 
 
-async def _say(api: httpx.AsyncClient, thread: dict[str, Any], text: str) -> dict[str, Any]:
-    r = await api.post(f"/v1/threads/{thread['id']}/messages", params={"wait": 60}, json={"content": text})
-    assert r.status_code == 201, r.text
-    body: dict[str, Any] = r.json()
-    assert body["run"]["status"] in ("completed", "failed", "cancelled"), body["run"]
-    return body
-
-
-async def _messages(api: httpx.AsyncClient, thread: dict[str, Any]) -> list[dict[str, Any]]:
-    r = await api.get(f"/v1/threads/{thread['id']}/messages", params={"limit": 100})
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
 def _forced(name: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name}}
 
@@ -150,7 +94,7 @@ async def test_a_prompt_agent_answers_through_the_llama_cpp_server(
     api: httpx.AsyncClient, llama_server: LlamaServer, direct_worker: None
 ) -> None:
     thread = await _thread(api, llama_server)
-    body = await _say(api, thread, "Hello! Do you repair flat tyres?")
+    body = await say(api, thread, wait=60, text="Hello! Do you repair flat tyres?")
     run = body["run"]
     assert run["status"] == "completed", run
     [reply] = body["replies"]
@@ -194,7 +138,7 @@ async def test_a_forced_tool_call_goes_round_the_whole_loop(
     api: httpx.AsyncClient, llama_server: LlamaServer, relay: OpenAIStandIn, shop: Shop, relayed_worker: None
 ) -> None:
     thread = await _thread(api, llama_server, tools=[shop.tool()], settings={"tool_choice": ORDER_TOOL})
-    body = await _say(api, thread, "What is the status of my order A1?")
+    body = await say(api, thread, wait=60, text="What is the status of my order A1?")
     run = body["run"]
     assert run["status"] == "completed", run
     [reply] = body["replies"]
@@ -224,7 +168,7 @@ async def test_an_http_tool_runs_once_per_call_id_across_a_retried_run(
     result instead of calling the tool again, and the tool saw an Idempotency-Key naming the run and the call."""
     thread = await _thread(api, llama_server, tools=[shop.tool()], settings={"tool_choice": ORDER_TOOL})
     relay.script(Forward(), ErrorReply.server_error(500))
-    body = await _say(api, thread, "What is the status of my order A1?")
+    body = await say(api, thread, wait=60, text="What is the status of my order A1?")
     run = body["run"]
     assert run["status"] == "completed" and run["attempts"] == 2, run
     [reply] = body["replies"]
@@ -274,17 +218,17 @@ async def test_when_the_server_goes_down_the_run_fails_for_operators_and_says_no
     api: httpx.AsyncClient, llama_server: LlamaServer, relay: OpenAIStandIn, relayed_worker: None
 ) -> None:
     thread = await _thread(api, llama_server)
-    before = await _say(api, thread, "Hello! Do you repair flat tyres?")
+    before = await say(api, thread, wait=60, text="Hello! Do you repair flat tyres?")
     assert before["run"]["status"] == "completed" and len(before["replies"]) == 1
     relay.close()  # the model server's address stops answering
 
-    body = await _say(api, thread, "Are you open on Sunday?")
+    body = await say(api, thread, wait=60, text="Are you open on Sunday?")
     run = body["run"]
     assert run["status"] == "failed" and run["error"]["code"] == "provider_unavailable", run
     assert run["error"]["message"]  # what went wrong, for operators, on the run
     assert body["replies"] == []  # and nothing a client would show its end user
     got = (await api.get(f"/v1/runs/{run['id']}")).json()
     assert got["status"] == "failed" and got["error"] == run["error"]
-    stored = await _messages(api, thread)
+    stored = await messages_of(api, thread)
     assert [m["content"] for m in stored if m["role"] == "assistant"] == [before["replies"][0]["content"]]
     assert [m for m in stored if m["role"] == "system" and m["metadata"].get("run_id") == run["id"]]

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -18,46 +16,13 @@ from pydantic import SecretStr
 
 from tests.factories import create_agent, create_end_user, create_thread
 from tests.fakes.openai_server import ErrorReply, OpenAIStandIn, Reply, ToolCallReply
+from tests.fakes.shop import Shop
 from tests.runs.conftest import running_worker
+from tests.runs.conversation import messages_of, say
 from threadline.jobs.worker import Worker
 from threadline.metrics import Metrics
 
 FALLBACK = "Sorry, something went wrong; a person will get back to you."
-
-
-class Shop:
-    """The business's own API behind the agent's HTTP tool: it counts the calls and their Idempotency-Keys."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        received = self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.append({"body": body, "key": self.headers.get("Idempotency-Key")})
-                payload = json.dumps({"order": body.get("order"), "status": "shipped"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders/status"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def tool(self) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "name": "order_status",
-            "description": "Look up an order.",
-            "parameters": {"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]},
-            "url": self.url,
-        }
 
 
 @pytest.fixture
@@ -70,8 +35,7 @@ def llm() -> Iterator[OpenAIStandIn]:
 def shop() -> Iterator[Shop]:
     s = Shop()
     yield s
-    s.server.shutdown()
-    s.server.server_close()
+    s.close()
 
 
 @pytest.fixture
@@ -109,21 +73,6 @@ async def _thread(api: httpx.AsyncClient, **version: Any) -> dict[str, Any]:
     return await create_thread(api, agent_id=agent["id"], end_user_id=user["id"])
 
 
-async def _say(api: httpx.AsyncClient, thread: dict[str, Any], text: str) -> dict[str, Any]:
-    r = await api.post(f"/v1/threads/{thread['id']}/messages", params={"wait": 20}, json={"content": text})
-    assert r.status_code == 201, r.text
-    body: dict[str, Any] = r.json()
-    assert body["run"]["status"] in ("completed", "failed", "cancelled"), body["run"]
-    return body
-
-
-async def _messages(api: httpx.AsyncClient, thread: dict[str, Any]) -> list[dict[str, Any]]:
-    r = await api.get(f"/v1/threads/{thread['id']}/messages", params={"limit": 100})
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
 # ---------------------------------------------------------------------------------------------- tool loops
 
 
@@ -135,7 +84,7 @@ async def test_the_tool_call_message_carries_empty_content_never_null(
         Reply(tool_calls=[ToolCallReply("order_status", '{"order": "A1"}')]),  # no text beside the call
         Reply(text="A1 has shipped."),
     )
-    body = await _say(api, thread, "Where is A1?")
+    body = await say(api, thread, "Where is A1?")
     assert [m["content"] for m in body["replies"]] == ["A1 has shipped."]
     second = llm.completion_requests[1]
     call = next(m for m in second.messages if m.get("tool_calls"))
@@ -151,15 +100,15 @@ async def test_a_retried_run_resumes_from_recorded_tool_results_and_never_calls_
         ErrorReply.server_error(500),  # the second model call fails: the run is retried
         Reply(text="A1 has shipped.", usage=(150, 5)),
     )
-    body = await _say(api, thread, "Where is A1?")
+    body = await say(api, thread, "Where is A1?")
     run = body["run"]
     assert run["status"] == "completed" and run["attempts"] == 2
-    assert shop.calls == [{"body": {"order": "A1"}, "key": f"{run['id']}:call_A"}]
+    assert shop.calls == [{"body": {"order": "A1"}, "idempotency_key": f"{run['id']}:call_A"}]
     # The retry asked the model once more, with the recorded call and result; not the first question again.
     assert len(llm.completion_requests) == 3
     last = llm.completion_requests[2].messages
     assert [m["role"] for m in last[-2:]] == ["assistant", "tool"]
-    assert json.loads(last[-1]["content"]) == {"order": "A1", "status": "shipped"}
+    assert json.loads(last[-1]["content"]) == {"order": "A1", "status": "shipped", "eta": "Friday"}
     [reply] = body["replies"]
     assert reply["content"] == "A1 has shipped."
     assert [c["id"] for c in reply["tool_calls"]] == ["call_A"]
@@ -197,12 +146,12 @@ async def test_a_tool_call_that_completed_before_the_worker_died_is_not_run_agai
     runtime_module.ToolRunner.run = dying  # type: ignore[method-assign]
     try:
         async with running_worker(sessionmaker, _tuned(settings, llm.base_url), concurrency=1):
-            body = await _say(api, thread, "Where are A1 and B2?")
+            body = await say(api, thread, "Where are A1 and B2?")
     finally:
         runtime_module.ToolRunner.run = original  # type: ignore[method-assign]
     run = body["run"]
     assert run["status"] == "completed" and run["attempts"] == 2
-    assert [(c["body"]["order"], c["key"]) for c in shop.calls] == [
+    assert [(c["body"]["order"], c["idempotency_key"]) for c in shop.calls] == [
         ("A1", f"{run['id']}:c1"),
         ("B2", f"{run['id']}:c2"),
     ]
@@ -225,11 +174,11 @@ async def test_when_the_model_server_is_down_the_end_user_gets_no_error_text(
     api: httpx.AsyncClient, dead_worker: Worker, metrics: Metrics
 ) -> None:
     thread = await _thread(api)
-    body = await _say(api, thread, "Hello?")
+    body = await say(api, thread, "Hello?")
     run = body["run"]
     assert run["status"] == "failed" and run["error"]["code"] == "provider_unavailable"
     assert body["replies"] == []  # nothing for a client to show its end user
-    stored = await _messages(api, thread)
+    stored = await messages_of(api, thread)
     note = next(m for m in stored if m["role"] == "system")  # for operators, in the thread
     assert "provider_unavailable" in note["content"] and note["metadata"]["run_id"] == run["id"]
     assert not [m for m in stored if m["role"] == "assistant"]
@@ -242,7 +191,7 @@ async def test_a_version_can_send_a_fallback_message_and_hand_the_thread_to_a_hu
     api: httpx.AsyncClient, dead_worker: Worker
 ) -> None:
     thread = await _thread(api, failure_reply=FALLBACK, failure_handoff=True)
-    body = await _say(api, thread, "Hello?")
+    body = await say(api, thread, "Hello?")
     assert body["run"]["status"] == "failed"
     assert [(m["role"], m["content"]) for m in body["replies"]] == [("assistant", FALLBACK)]
     after = (await api.get(f"/v1/threads/{thread['id']}")).json()
@@ -280,16 +229,16 @@ async def test_an_empty_answer_is_a_failed_attempt_not_an_empty_message(
 ) -> None:
     thread = await _thread(api)
     llm.script(Reply(text=""), Reply(text="Hello Ada."))  # the retry answers
-    body = await _say(api, thread, "Hi")
+    body = await say(api, thread, "Hi")
     assert body["run"]["status"] == "completed" and body["run"]["attempts"] == 2
     assert [m["content"] for m in body["replies"]] == ["Hello Ada."]
 
     llm.reset()
     llm.default = Reply(text="   ")
-    body = await _say(api, thread, "Hi again")
+    body = await say(api, thread, "Hi again")
     assert body["run"]["status"] == "failed" and body["run"]["error"]["code"] == "empty_output"
     assert body["replies"] == []
-    assert not [m for m in await _messages(api, thread) if m["role"] == "assistant" and not m["content"].strip()]
+    assert not [m for m in await messages_of(api, thread) if m["role"] == "assistant" and not m["content"].strip()]
 
 
 async def test_usage_the_server_did_not_report_is_marked_estimated(
@@ -297,12 +246,12 @@ async def test_usage_the_server_did_not_report_is_marked_estimated(
 ) -> None:
     thread = await _thread(api)
     llm.script(Reply(text="Counted by us.", send_usage=False), Reply(text="Counted by the server.", usage=(40, 4)))
-    body = await _say(api, thread, "Hi")
+    body = await say(api, thread, "Hi")
     usage = body["run"]["usage"]
     assert usage["estimated"] is True and usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     [iteration] = body["replies"][0]["iterations"]
     assert iteration["usage"]["estimated"] is True
-    body = await _say(api, thread, "Again")
+    body = await say(api, thread, "Again")
     assert body["run"]["usage"] == {"input_tokens": 40, "output_tokens": 4, "total_tokens": 44, "estimated": False}
     assert "estimated" not in body["replies"][0]["iterations"][0]["usage"]
 
@@ -320,10 +269,10 @@ async def test_usage_per_agent_and_day_counts_what_the_runs_did(
         Reply(text="Shipped.", usage=(2000, 50)),
         Reply(text="Counted by us.", send_usage=False),
     )
-    await _say(api, thread, "Where is A1?")
-    await _say(api, thread, "Thanks")
+    await say(api, thread, "Where is A1?")
+    await say(api, thread, "Thanks")
     llm.default = ErrorReply.model_not_found("gpt-4o-mini")  # not retryable: fails at once
-    assert (await _say(api, thread, "Bye"))["run"]["status"] == "failed"
+    assert (await say(api, thread, "Bye"))["run"]["status"] == "failed"
     agent_id = (await api.get(f"/v1/threads/{thread['id']}")).json()["agent_id"]
     r = await api.get("/v1/usage", params={"agent_id": agent_id})
     assert r.status_code == 200, r.text

@@ -62,17 +62,12 @@ class UsageTotals(OutputModel):
     estimated_cost: Cost | None = Field(description=ESTIMATED_COST)
 
 
-class UsageRow(OutputModel):
+class UsageRow(UsageTotals):
+    """One agent's figures for one day (or for the whole range when grouped by agent)."""
+
     date: Annotated[date | None, Field(description="The UTC day; null when grouped by agent.")]
     agent_id: str
     agent_name: str
-    runs: RunCounts = Field(description="Runs that ended, by how they ended.")
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    estimated_runs: int = Field(description="Runs whose provider reported no usage: threadline counted their tokens.")
-    tool_calls: int
-    estimated_cost: Cost | None = Field(description=ESTIMATED_COST)
 
 
 class UsageReport(OutputModel):
