@@ -72,6 +72,7 @@ from tests.fakes.twilio_server import Accept, Drop, ReceivedRequest, TwilioError
 from tests.livesrv import free_port, live_server, server_log
 
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
@@ -322,7 +323,7 @@ async def workspace(url: str) -> str:
     maker = create_sessionmaker(write_engine(engine))
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
-        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench")
+        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())
     await engine.dispose()
     return key
 

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker
@@ -66,7 +67,9 @@ async def prepare(url: str) -> str:
     await migrate.upgrade(engine)
     async with create_sessionmaker(engine)() as session, session.begin():
         ws = await create_workspace(session, name="bench")
-        _, key = await create_key(session, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench")
+        _, key = await create_key(
+            session, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system()
+        )
     await engine.dispose()
     return key
 

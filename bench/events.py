@@ -46,6 +46,7 @@ from tests.livesrv import live_server
 from threadline.agents.schemas import AgentCreate
 from threadline.agents.service import create_agent
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
@@ -69,7 +70,7 @@ async def fixture(url: str, catch_up: int) -> dict[str, Any]:
     maker = create_sessionmaker(write_engine(engine))
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
-        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench")
+        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())
         agent = (await create_agent(s, workspace_id=ws.id, data=AgentCreate(name="bench"))).agent
         user = await create_end_user(s, workspace_id=ws.id, data=EndUserCreate(display_name="bench"))
         threads = [
@@ -83,7 +84,9 @@ async def fixture(url: str, catch_up: int) -> dict[str, Any]:
     # A second workspace whose log is filled directly, for the catch-up stream.
     async with maker() as s, s.begin():
         bulk = await create_workspace(s, name="bulk")
-        _, bulk_key = await create_key(s, workspace_id=bulk.id, scopes=(Scope.READ,), name="bench")
+        _, bulk_key = await create_key(
+            s, workspace_id=bulk.id, scopes=(Scope.READ,), name="bench", actor=Actor.system()
+        )
     now = datetime.now(UTC)
     data = {"object": "message", "content": "x" * 200, "role": "user", "metadata": {}}
     for start in range(0, catch_up, 5000):
@@ -259,7 +262,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer events: a smoke run")
     args = parser.parse_args()
     catch_up = 20_000 if args.quick else 200_000
-    env = {"THREADLINE_EVENTS_POLL_INTERVAL_S": "60", "THREADLINE_LOG_LEVEL": "warning"}
+    # The bench holds more streams on one key than a client should (the default caps are for production).
+    env = {
+        "THREADLINE_EVENTS_POLL_INTERVAL_S": "60",
+        "THREADLINE_LOG_LEVEL": "warning",
+        "THREADLINE_STREAMS_PER_KEY": "10000",
+        "THREADLINE_STREAMS_PER_WORKSPACE": "10000",
+        "THREADLINE_RATE_LIMIT_PER_KEY": "none",
+    }
     with private_database(args.db) as url:
         log(f"fixture ({catch_up} events for catch-up)")
         fx = asyncio.run(fixture(url, catch_up))

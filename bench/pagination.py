@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from threadline.agents.schemas import AgentCreate
 from threadline.agents.service import create_agent
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
 from threadline.db.engine import WRITE_OPTION, create_engine, create_sessionmaker, is_sqlite
@@ -306,7 +307,9 @@ async def create_fixture(engine: AsyncEngine) -> Fixture:
     maker = write_sessionmaker(engine)
     async with maker() as session, session.begin():
         ws = await create_workspace(session, name=f"bench-{secrets.token_hex(4)}")
-        _, secret = await create_key(session, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench")
+        _, secret = await create_key(
+            session, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system()
+        )
         agent = (await create_agent(session, workspace_id=ws.id, data=AgentCreate(name="bench agent"))).agent
         end_user = await create_end_user(session, workspace_id=ws.id, data=EndUserCreate(display_name="bench user"))
         await session.flush()

@@ -57,6 +57,7 @@ from tests.livesrv import free_port, live_server
 from threadline.agents.schemas import AgentCreate
 from threadline.agents.service import create_agent
 from threadline.api_keys.service import create_key
+from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
@@ -193,7 +194,7 @@ async def fixture(url: str) -> dict[str, Any]:
     maker = create_sessionmaker(write_engine(engine))
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
-        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench")
+        _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())
         agent = (await create_agent(s, workspace_id=ws.id, data=AgentCreate(name="bench"))).agent
         user = await create_end_user(s, workspace_id=ws.id, data=EndUserCreate(display_name="bench"))
         threads = [
