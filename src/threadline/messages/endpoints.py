@@ -10,8 +10,6 @@ from threadline.auth.principal import Principal
 from threadline.errors import InvalidRequest
 from threadline.events.endpoints import EventStreamResponse, stream_events
 from threadline.events.schemas import SSE_EVENT_SCHEMA
-from threadline.events.service import pending_events
-from threadline.events.types import EventType
 from threadline.flows import answer
 from threadline.kit.ids import parse_uuid
 from threadline.messages import service
@@ -127,14 +125,9 @@ async def _create(
     appended = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
     message, run = appended.message, appended.run
     repo = RunRepository(session, auth.workspace_id)
-    # The message and its new run were rendered once already, for their events: answer with the same objects.
-    created = _pending(session, EventType.MESSAGE_CREATED, message.public_id)
-    # The run as its last event in this transaction shows it (a run born leased to this process is running).
-    queued = None
-    if run is not None:
-        queued = _pending(session, EventType.RUN_STARTED, run.public_id) or _pending(
-            session, EventType.RUN_QUEUED, run.public_id
-        )
+    # The message and its new run were rendered once already, for their events: answer with the same objects
+    # (the run as its last event shows it: a run born leased to this process is running).
+    created, queued = appended.event, appended.run_event
     if stream:
         assert place is not None
         return await _stream_answer(request, auth, created, run, place)
@@ -194,12 +187,6 @@ async def _answer_retry(
     body_out["run"] = run_read(run, await RunRepository(session, workspace_id).references([run]))
     body_out["replies"] = await _render_replies(session, workspace_id, thread_id, replies)
     return json_response(body_out, 201)
-
-
-def _pending(session: AsyncSession, event_type: EventType, object_id: Any) -> Any:
-    """This transaction's not yet committed event of ``event_type`` about ``object_id``, if any."""
-    wanted = str(object_id)
-    return next((p for p in pending_events(session) if p.type == event_type and p.data.get("id") == wanted), None)
 
 
 @router.get(

@@ -70,7 +70,12 @@ class Appended:
     none), and whether a delivery job now sends it on its channel."""
 
     message: Message
+    # The message.created event of this transaction: the message as /v1 shows it, numbered at commit.
+    event: events.PendingEvent
     run: Run | None = None
+    # The run's last event of this transaction (run.queued or run.started); None when the message joined a run
+    # queued earlier, or started none.
+    run_event: events.PendingEvent | None = None
     delivery_queued: bool = False
 
 
@@ -158,7 +163,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     session.add(message)
     await session.flush()
     thread_uid = parse_uuid(thread_id)
-    await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
+    [created] = await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
     if status is MessageStatus.QUEUED:
         await outbox.enqueue(session, message)
     for place, part in enumerate(contents[1:], start=2):  # the rest of a text too long for one provider message
@@ -174,9 +179,9 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
             start_run=False,
         )
         await append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=rest)
-    run = None
+    run, run_event = None, None
     if version is not None and not discard and claimed.active and not claimed.blocked and new.start_run:
-        run = await runs.request_run(
+        run, run_event = await runs.request_run(
             session,
             workspace_id=workspace_id,
             thread_id=thread_key,
@@ -189,7 +194,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
             debounce_s=_debounce(version[1], channel, new.debounce_s),
             now=now,
         )
-    return Appended(message, run, delivery_queued=status is MessageStatus.QUEUED)
+    return Appended(message, created, run, run_event, delivery_queued=status is MessageStatus.QUEUED)
 
 
 def _debounce(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
@@ -218,15 +223,17 @@ async def _record(
     messages: Sequence[Any],
     type: EventType,
     changes: list[str] | None = None,
-) -> None:
+) -> list[events.PendingEvent]:
     """One event per message (ORM objects or plain rows), carrying the message as /v1 shows it."""
     if not messages:
-        return
+        return []
     renderer = await MessageRenderer(str(thread_uid), OutputMode.TEXT).prepare(session, workspace_id, messages)
-    for m in messages:
+    return [
         events.record(
             session, workspace_id=workspace_id, type=type, data=renderer(m), thread_id=thread_uid, changes=changes
         )
+        for m in messages
+    ]
 
 
 async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Appended:

@@ -43,13 +43,13 @@ async def record_event(
     type: EventType,
     thread_public_id: Any,
     refs: dict[str, dict[int, Any]] | None = None,
-) -> None:
+) -> events.PendingEvent:
     """Record a run.* event; ``refs`` (as RunRepository.references gives them) saves the lookups when the
-    caller already knows the public ids."""
+    caller already knows the public ids. Returns the event, numbered when the transaction commits."""
     if refs is None:
         refs = await RunRepository(session, run.workspace_id).references([run])
     data = run_read(run, refs)
-    events.record(session, workspace_id=run.workspace_id, type=type, data=data, thread_id=thread_public_id)
+    return events.record(session, workspace_id=run.workspace_id, type=type, data=data, thread_id=thread_public_id)
 
 
 def run_refs(run: Run, *, thread: Any, version: Any | None, trigger: Any | None) -> dict[str, dict[int, Any]]:
@@ -74,8 +74,10 @@ async def request_run(
     message_seq: int,
     debounce_s: float,
     now: datetime | None = None,
-) -> Run:
-    """Have the thread's agent answer up to ``message_seq``: join the queued run or queue a new one."""
+) -> tuple[Run, events.PendingEvent | None]:
+    """Have the thread's agent answer up to ``message_seq``: join the queued run or queue a new one. Returns the
+    run and its last event of this transaction (run.queued, or run.started for a run born leased to this
+    process; None when the message joined a run queued earlier)."""
     now = now or utcnow()
     repo = RunRepository(session, workspace_id)
     run_at = now + timedelta(seconds=debounce_s)
@@ -85,7 +87,7 @@ async def request_run(
         if joined is not None:
             if joined.run_at == run_at and joined.job_id is not None:  # the debounce window slid
                 await JobRepository(session).postpone(job_id=joined.job_id, run_at=run_at, now=now)
-            return joined
+            return joined, None
         # A worker claimed it meanwhile (runs are claimed without the thread's lock): it is running, and this
         # message needs a run of its own, queued behind it.
         running = True
@@ -117,7 +119,7 @@ async def request_run(
         updated_at=now,
     )
     refs = run_refs(run, thread=thread_public_id, version=agent_version_public_id, trigger=message_public_id)
-    await record_event(session, run, EventType.RUN_QUEUED, thread_public_id, refs)
+    last = await record_event(session, run, EventType.RUN_QUEUED, thread_public_id, refs)
     if job.locked_by is not None and not running:
         # Born leased to this process's worker, which starts it the moment this commits, and no other run
         # of the thread is running (we hold the thread's row lock, taken by the message's claim): it is the
@@ -125,10 +127,10 @@ async def request_run(
         # transaction, with its own run.started event, leaves the path to the first token.
         run.status = RunStatus.RUNNING
         run.started_at = now
-        await record_event(session, run, EventType.RUN_STARTED, thread_public_id, refs)
+        last = await record_event(session, run, EventType.RUN_STARTED, thread_public_id, refs)
     session.add(run)
     await session.flush()
-    return run
+    return run, last
 
 
 async def get_run(session: AsyncSession, *, workspace_id: int, run_id: str) -> Run:
