@@ -115,8 +115,10 @@ async def test_failed_attempts_are_retried_on_the_schedule_and_logged(
     assert [r.answered for r in got] == [503, 503, 503, 200] and all(r.verified for r in got)
     assert len({r.headers["webhook-id"] for r in got}) == 1  # retries of one message keep its id
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(got)]
+    # Never before its time; the slack above is for a loaded machine (CI saw 0.9 s late once on 2 busy cores),
+    # and still far below the default schedule's first step (THREADLINE_WEBHOOK_RETRY_SCHEDULE_S, 5 s).
     for gap, wanted in zip(gaps, schedule, strict=True):
-        assert wanted <= gap < wanted + 0.75, (gaps, schedule)
+        assert wanted <= gap < wanted + 2.5, (gaps, schedule)
 
     assert done["status"] == "succeeded" and done["attempt_count"] == 4 and done["last_status_code"] == 200
     attempts = (await delivery_detail(api, hook["id"], done["id"]))["attempts"]
