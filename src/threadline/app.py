@@ -18,13 +18,13 @@ from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
 from threadline.defaults import configure_services
+from threadline.engines.providers.registry import close_providers
 from threadline.events.hub import EventHub
 from threadline.kit.clock import ago, days
 from threadline.kit.pglisten import libpq_dsn
 from threadline.kit.secrets import secret_box
 from threadline.logging import configure_logging
 from threadline.metrics import CONTENT_TYPE_LATEST, Metrics, refresh_periodically
-from threadline.runs.providers.registry import close_providers
 from threadline.web.access import AccessMiddleware
 from threadline.web.body import BufferedBodyMiddleware
 from threadline.web.docs import add_docs

@@ -9,10 +9,12 @@ def configure_services(settings: Settings) -> None:
     """Apply ``settings`` to the services' module defaults (every process does this at start-up)."""
     from threadline.channels import outbox
     from threadline.jobs import service as jobs
-    from threadline.messages import service as messages
     from threadline.runs import service as runs
 
     jobs.configure_defaults(max_attempts=settings.job_max_attempts)
-    runs.configure(max_attempts=settings.run_max_attempts)
-    messages.configure(debounce_s=settings.run_debounce_s, debounce_messaging_s=settings.run_debounce_messaging_s)
+    runs.configure(
+        max_attempts=settings.run_max_attempts,
+        debounce_s=settings.run_debounce_s,
+        debounce_messaging_s=settings.run_debounce_messaging_s,
+    )
     outbox.configure(max_attempts=settings.channel_send_max_attempts)

@@ -381,8 +381,8 @@ async def test_a_local_version_needs_no_model_and_an_openai_one_does(api: httpx.
 
 
 def test_the_registry_says_which_providers_need_a_model() -> None:
-    from threadline.runs.providers.local import MODEL_NAME
-    from threadline.runs.providers.registry import UnknownProvider, needs_model, provider_class
+    from threadline.engines.providers.local import MODEL_NAME
+    from threadline.engines.providers.registry import UnknownProvider, needs_model, provider_class
 
     assert needs_model("openai") is True and needs_model("local") is False
     assert provider_class("local").default_model == MODEL_NAME and provider_class("openai").default_model is None

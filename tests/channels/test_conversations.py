@@ -31,11 +31,11 @@ from tests.runs.scripted import Step
 from threadline.channels import outbox
 from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND
 from threadline.config import Settings
+from threadline.engines.providers.base import ProviderError
 from threadline.jobs.worker import Worker
 from threadline.kit.clock import utcnow
 from threadline.metrics import Metrics
 from threadline.models import Event, Job
-from threadline.runs.providers.base import ProviderError
 from threadline.workspaces.bootstrap import DEMO_FLOW
 
 HOST = "http://testserver"

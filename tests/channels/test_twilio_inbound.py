@@ -25,7 +25,8 @@ from tests.runs.scripted import Step
 from threadline.app import create_app
 from threadline.channels import inbound
 from threadline.channels.twilio import TwilioClient
-from threadline.messages.service import NewMessage, append_message
+from threadline.flows.send import append_message
+from threadline.messages.service import NewMessage
 from threadline.models import EndUser, Integration, Message
 from threadline.models.enums import Role
 

@@ -26,7 +26,8 @@ from tests.integrations.helpers import PHONE_NUMBER_ID, create_integration, sms_
 from tests.runs.conftest import until, worker  # noqa: F401 - fixture: a worker in this process
 from tests.runs.scripted import Step
 from threadline.channels.whatsapp import WhatsAppClient
-from threadline.messages.service import NewMessage, append_message
+from threadline.flows.send import append_message
+from threadline.messages.service import NewMessage
 from threadline.models import EndUser, Message
 from threadline.models.enums import Role
 

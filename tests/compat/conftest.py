@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from threadline.runs.providers.local import GREETING, PREAMBLE
+from threadline.engines.providers.local import GREETING, PREAMBLE
 
 REQUIRE_ENV = "THREADLINE_REQUIRE_COMPAT"
 MODEL = "gemma3-270m"  # the name the server answers to
@@ -81,7 +81,7 @@ def _model_path() -> Path:
     configured = os.environ.get("THREADLINE_LOCAL_MODEL_PATH")
     if configured:
         return Path(configured)
-    from threadline.runs.providers.local import default_model_path
+    from threadline.engines.providers.local import default_model_path
 
     return default_model_path()
 

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tests.db.test_migrations import fresh_engine  # noqa: F401  (the fixture: a database of the test's own)
 from threadline.db import migrate
 from threadline.db.engine import create_sessionmaker, write_engine
+from threadline.flows.send import append_message
 from threadline.kit.clock import utcnow
-from threadline.messages.service import NewMessage, append_message
+from threadline.messages.service import NewMessage
 from threadline.models import Agent, EndUser, Message, Thread, Workspace, WorkspaceCounter
 from threadline.models.enums import Direction, MessageStatus, Role, SentBy
 from threadline.threads import service as threads

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.runs.scripted import ScriptedProvider, Step
-from threadline.runs.providers.base import CompletionRequest, StreamItem
+from threadline.engines.providers.base import CompletionRequest, StreamItem
 from threadline.runs.runtime import Runtime
 
 

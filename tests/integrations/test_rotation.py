@@ -29,13 +29,13 @@ from threadline.audit.service import Actor
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
+from threadline.engines.tools import HttpTool, open_headers, seal_headers
 from threadline.integrations.rotation import rotate_secret_keys
 from threadline.integrations.schemas import IntegrationCreate
 from threadline.integrations.service import channel_credentials, create_integration
 from threadline.kit.secrets import SecretDecryptionError, secret_box
 from threadline.models import Agent, AgentVersion, Integration, WebhookEndpoint
 from threadline.models.enums import AgentMode
-from threadline.runs.tools import HttpTool, open_headers, seal_headers
 from threadline.webhooks.schemas import WebhookCreate
 from threadline.webhooks.service import create_webhook, rotate_secret
 from threadline.workspaces.service import create_workspace

@@ -30,13 +30,13 @@ from tests.runs.scripted import Step
 from threadline.audit.service import Actor
 from threadline.channels.repository import InboundRepository
 from threadline.config import Settings
+from threadline.engines.providers.base import ProviderError
 from threadline.jobs import service as jobs
 from threadline.models import EndUser, Job, Message, Run, Thread
 from threadline.models.enums import Scope
 from threadline.privacy import erasure as erasure_module
 from threadline.privacy.erasure import ERASE_KIND, Eraser
 from threadline.privacy.service import request_erasure
-from threadline.runs.providers.base import ProviderError
 
 FLOW = {
     "start": "ask",

@@ -15,7 +15,8 @@ from tests.conftest import Tenant, add_key
 from tests.factories import create_agent, create_end_user, create_thread, post_message
 from tests.privacy.conftest import EchoReceiver, as_tenant, distinctive, erase, new_phone
 from tests.runs.conftest import until
-from threadline.messages.service import NewMessage, append_message
+from threadline.flows.send import append_message
+from threadline.messages.service import NewMessage
 from threadline.models.enums import Role, Scope
 from threadline.privacy import export as export_module
 from threadline.privacy.export import open_export

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadline.runs.providers.base import (
+from threadline.engines.providers.base import (
     ChatMessage,
     Completion,
     CompletionRequest,

@@ -17,8 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threadline.models.enums import MessageType
-from threadline.runs.flows import (
+from threadline.engines.flows import (
     End,
     Flow,
     FlowError,
@@ -36,6 +35,7 @@ from threadline.runs.flows import (
     parse_flow,
     parse_flow_document,
 )
+from threadline.models.enums import MessageType
 from threadline.workspaces.bootstrap import DEMO_FLOW
 
 CONTEXT = end_user_context(display_name="Ada Lovelace", address="+15550001", channel="sms", info={"plan": "pro"})

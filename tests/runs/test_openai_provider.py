@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_server import ErrorReply, OpenAIStandIn, Reply, ToolCallReply
-from threadline.runs.providers.base import (
+from threadline.engines.providers.base import (
     ChatMessage,
     Completion,
     CompletionRequest,
@@ -21,8 +21,8 @@ from threadline.runs.providers.base import (
     UnsupportedFeature,
     Usage,
 )
-from threadline.runs.providers.openai import OpenAIProvider, known_context_window
-from threadline.runs.providers.tokens import get_encoding
+from threadline.engines.providers.openai import OpenAIProvider, known_context_window
+from threadline.engines.providers.tokens import get_encoding
 
 KEY = "sk-test-0123456789abcdef0123456789abcdef"
 

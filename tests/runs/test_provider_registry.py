@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from threadline.config import Settings
-from threadline.runs.providers.base import UnsupportedFeature
-from threadline.runs.providers.local import LocalProvider
-from threadline.runs.providers.openai import OpenAIProvider
-from threadline.runs.providers.registry import UnknownProvider, check_version, close_providers, get_provider
+from threadline.engines.providers.base import UnsupportedFeature
+from threadline.engines.providers.local import LocalProvider
+from threadline.engines.providers.openai import OpenAIProvider
+from threadline.engines.providers.registry import UnknownProvider, check_version, close_providers, get_provider
 
 WEATHER = {
     "type": "function",

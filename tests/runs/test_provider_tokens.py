@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from threadline.runs.providers.base import ChatMessage, ToolSpec
-from threadline.runs.providers.openai import OpenAIProvider
-from threadline.runs.providers.tokens import (
+from threadline.engines.providers.base import ChatMessage, ToolSpec
+from threadline.engines.providers.openai import OpenAIProvider
+from threadline.engines.providers.tokens import (
     UNKNOWN_MODEL_MARGIN,
     MarginBook,
     count_chat_tokens,
@@ -88,7 +88,7 @@ def test_more_text_is_more_tokens(provider: OpenAIProvider, model: str | None) -
 
 
 def test_tool_calls_in_the_history_count(provider: OpenAIProvider) -> None:
-    from threadline.runs.providers.base import ToolCall
+    from threadline.engines.providers.base import ToolCall
 
     plain = (ChatMessage("assistant", "Let me see."),)
     calling = (ChatMessage("assistant", "Let me see.", tool_calls=(ToolCall("call_1", "lookup", '{"id": 12345}'),)),)

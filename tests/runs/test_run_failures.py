@@ -132,7 +132,7 @@ async def test_a_tool_call_that_completed_before_the_worker_died_is_not_run_agai
         ),
         Reply(text="Both shipped."),
     )
-    from threadline.runs import tools as runtime_module
+    from threadline.engines import tools as runtime_module
 
     original = runtime_module.ToolRunner.run
     died = {"done": False}

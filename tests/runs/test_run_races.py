@@ -19,9 +19,10 @@ from tests.conftest import Tenant
 from tests.factories import create_agent, create_thread
 from tests.integrations.helpers import create_integration, sms_body
 from threadline.channels import outbox
+from threadline.flows.send import append_message
 from threadline.kit.clock import utcnow
 from threadline.messages import lifecycle
-from threadline.messages.service import NewMessage, append_message
+from threadline.messages.service import NewMessage
 from threadline.models import Job, Message, Run, RunStatus, Thread
 from threadline.models.enums import MessageStatus, Role
 from threadline.threads.repository import ThreadRepository

@@ -238,7 +238,7 @@ async def test_double_texts_get_one_run_at_a_time_and_every_message_is_answered_
 async def test_a_failing_provider_is_retried_then_the_run_fails_with_a_note(
     api: httpx.AsyncClient, provider: ScriptedProvider, worker: Any
 ) -> None:
-    from threadline.runs.providers.base import ProviderError
+    from threadline.engines.providers.base import ProviderError
 
     thread = await _prompt_thread(api)
     provider.script(Step(error=ProviderError("upstream 503", retryable=True)), Step(text="recovered"))

@@ -19,7 +19,8 @@ from tests.factories import create_agent, create_end_user, create_thread, post_m
 from tests.livesrv import live_server
 from threadline.config import Settings
 from threadline.db.engine import create_engine, create_sessionmaker, write_engine
-from threadline.messages.service import NewMessage, append_message
+from threadline.flows.send import append_message
+from threadline.messages.service import NewMessage
 from threadline.models import Message, Thread, WorkspaceCounter
 from threadline.models.enums import Role
 from threadline.threads import service as threads

@@ -122,7 +122,7 @@ def _check_provider(spec: AgentVersionSpec, settings: Settings, *, param: str | 
     """A PROMPT version must name a provider that can do what it asks (checked now, not at run time)."""
     if spec.mode is not AgentMode.PROMPT:
         return
-    from threadline.runs.providers.registry import DEFAULT_PROVIDER, check_version, needs_model
+    from threadline.engines.providers.registry import DEFAULT_PROVIDER, check_version, needs_model
 
     def where(field: str) -> str:
         return f"{param}.{field}" if param else field
@@ -145,8 +145,8 @@ def _check_provider(spec: AgentVersionSpec, settings: Settings, *, param: str | 
 
 def _sealed(spec: VersionT, settings: Settings) -> VersionT:
     """The version with its HTTP tools' header values encrypted (they hold credentials)."""
+    from threadline.engines.tools import seal_headers
     from threadline.kit.secrets import secret_box
-    from threadline.runs.tools import seal_headers
 
     if not any(t.get("type") == "http" and t.get("headers") for t in spec.tools):
         return spec

@@ -40,13 +40,13 @@ MAX_TOOLS = 128
 
 def _tool_definitions() -> Any:
     # Imported when the document is built: the runtime package (threadline.runs) imports this one.
-    from threadline.runs.tools import ToolDefinition
+    from threadline.engines.tools import ToolDefinition
 
     return Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)]
 
 
 def _flow_document() -> Any:
-    from threadline.runs.flows.schema import Flow
+    from threadline.engines.flows.schema import Flow
 
     return Flow
 
@@ -135,7 +135,7 @@ def _version_rules(schema: dict[str, Any]) -> None:
     none and needs a model unless its provider serves one of its own (``local``); whether the provider serves
     that model is checked on creation, against its settings."""
     # Imported when the document is built: the runtime package (threadline.runs) imports this one.
-    from threadline.runs.providers.registry import PROVIDERS, needs_model
+    from threadline.engines.providers.registry import PROVIDERS, needs_model
 
     named: dict[str, Any] = {"required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}}
     modelless = [name for name in PROVIDERS if not needs_model(name)]
@@ -188,7 +188,7 @@ class AgentVersionSpec(InputModel):
         if mode is not AgentMode.FLOW or flow is None:
             return None
         # Imported here: the runtime package (threadline.runs) imports the domain packages, this one among them.
-        from threadline.runs.flows.schema import FlowError, parse_flow_document
+        from threadline.engines.flows.schema import FlowError, parse_flow_document
 
         try:
             document, _ = parse_flow_document(flow)
@@ -204,7 +204,7 @@ class AgentVersionSpec(InputModel):
     def _tools_are_known(cls, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from pydantic import ValidationError
 
-        from threadline.runs.tools import parse_tools
+        from threadline.engines.tools import parse_tools
 
         if any(isinstance(t, dict) and "headers_encrypted" in t for t in tools):
             raise PydanticCustomError("tools_invalid", "headers_encrypted is set by the server; send headers")

@@ -1,5 +1,5 @@
 """The ``channels.deliver`` job: sends one outbound message (stored QUEUED on an SMS or WhatsApp thread by
-``messages.service.append_message``) through its integration's provider, and drives its lifecycle. What
+``flows.send.append_message``) through its integration's provider, and drives its lifecycle. What
 the provider is and how it is called is its ``ChannelSender``'s, found by channel type in
 ``channels.registry``; this module only claims, sends through it, records and retries.
 
@@ -136,7 +136,7 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 @task(RECEIPT_KIND, pool=OUTBOUND_POOL)
 async def read_receipt(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """The provider's read receipt for an end user's message (``messages.service.mark_read``), on a channel
+    """The provider's read receipt for an end user's message (``flows.read.mark_read``), on a channel
     that shows them (WhatsApp). Transient failures are retried like sends; anything else is logged and
     dropped: a missing blue tick is not worth more."""
     if ctx.sessionmaker is None or ctx.workspace_id is None:

@@ -4,7 +4,7 @@ provider signed, and storing an end user's message once.
 ``receive`` is the one way a channel stores an end user's message: it finds or creates the end user by
 address (one per channel and address in a workspace) and the thread with the integration's agent on that
 integration (the most recent one, else a new one pinned to the agent's current version), then appends the
-message through ``messages.service.append_message``, which starts the agent's run. Finding and opening are
+message through ``flows.send.append_message``, which starts the agent's run. Finding and opening are
 serialized on the end user's row, as ``threads.service.thread_between`` does, so two first messages at
 once open one thread.
 
@@ -31,9 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from threadline.channels.repository import InboundRepository
 from threadline.config import Settings
 from threadline.errors import Forbidden, NotFound, Unavailable
+from threadline.flows.send import append_message
 from threadline.integrations.service import ChannelCredentials, channel_credentials
 from threadline.kit.secrets import SecretDecryptionError
-from threadline.messages.service import NewMessage, append_message
+from threadline.messages.service import NewMessage
 from threadline.models import Agent, EndUser, Message, Thread
 from threadline.models.enums import ChannelType, MessageType, Role, Source
 from threadline.threads import service as threads

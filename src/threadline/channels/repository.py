@@ -1,6 +1,6 @@
 """All SQL of the channels: what an inbound webhook looks up before it stores a message
 (``InboundRepository``), and what the send job reads about a message and its thread (``DeliveryRepository``).
-Messages themselves are written through ``messages`` (``append_message``, ``lifecycle``), never here."""
+Messages themselves are written through ``flows.send.append_message`` and ``messages.lifecycle``, never here."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.events.hub import EventHub
+from threadline.flows import send
 from threadline.messages import service as messages
 from threadline.models import Message, Run
 from threadline.runs.waiting import wait_for_run
@@ -56,7 +57,7 @@ async def send_and_wait(
     seconds: float | None = None,
 ) -> Answered:
     """Append ``new`` (an end user's message) and wait for the run it starts (``seconds``, default the cap)."""
-    appended = await messages.append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=new)
+    appended = await send.append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=new)
     if appended.run is None:
         await waiting.commit()
         return Answered(appended.message, None, [])

@@ -10,7 +10,7 @@ from threadline.auth.principal import Principal
 from threadline.errors import InvalidRequest
 from threadline.events.endpoints import EventStreamResponse, stream_events
 from threadline.events.schemas import SSE_EVENT_SCHEMA
-from threadline.flows import answer
+from threadline.flows import answer, read, send
 from threadline.kit.ids import parse_uuid
 from threadline.messages import service
 from threadline.messages.rendering import MessageRenderer, OutputMode
@@ -122,7 +122,8 @@ async def _create(
     earlier = idempotency.resumed(request)
     if earlier is not None:
         return await _answer_retry(request, session, auth.workspace_id, thread_id, earlier, wait)
-    appended = await service.create_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    new = await service.new_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    appended = await send.append_message(session, workspace_id=auth.workspace_id, thread_id=thread_id, new=new)
     message, run = appended.message, appended.run
     repo = RunRepository(session, auth.workspace_id)
     # The message and its new run were rendered once already, for their events: answer with the same objects
@@ -245,8 +246,8 @@ async def update_message(
 
 @router.post("/read", response_model=ReadReceipt, summary="Mark messages read: given ids, all up to one, or all")
 async def mark_read(thread_id: str, body: MarkRead, session: SessionDep, auth: WriteAuth) -> ReadReceipt:
-    count, at = await service.mark_read(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
-    return ReadReceipt(thread_id=_canonical(thread_id), marked=count, read_at=at)
+    marked = await read.mark_read(session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body)
+    return ReadReceipt(thread_id=_canonical(thread_id), marked=marked.count, read_at=marked.at)
 
 
 async def _stream_answer(request: Request, auth: Principal, created: Any, run: Run | None, place: Place) -> Response:

@@ -176,6 +176,17 @@ async def advance(
     raise NotFound("the message is gone")  # deleted meanwhile, or another workspace's: its row id is never shown
 
 
+async def fail_agent_messages_waiting(
+    session: AsyncSession, *, workspace_id: int, thread_key: int, at: datetime, provider: ProviderFields
+) -> None:
+    """The agent's messages of a thread still waiting to go out (QUEUED, their send not started) never will:
+    each ends FAILED with ``provider``'s error fields."""
+    for message_id in await MessageRepository(session, workspace_id).agent_messages_waiting(thread_key):
+        await advance(
+            session, workspace_id=workspace_id, message_id=message_id, to=MessageStatus.FAILED, at=at, provider=provider
+        )
+
+
 async def advance_by_external_id(
     session: AsyncSession,
     *,

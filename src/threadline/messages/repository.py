@@ -12,7 +12,7 @@ from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import AgentVersion, Integration, Message, Thread, User
-from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role
+from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role, SentBy
 
 _COLUMNS = tuple(Message.__table__.c)
 _ALL_ROLES = frozenset(Role)
@@ -70,6 +70,16 @@ class MessageRepository(WorkspaceRepository):
             )
         )
         return (await self.session.execute(stmt)).one_or_none()
+
+    async def agent_messages_waiting(self, thread_key: int) -> list[int]:
+        """The agent's messages of the thread still waiting to be sent on their channel (QUEUED)."""
+        stmt = select(Message.id).where(
+            Message.workspace_id == self.workspace_id,
+            Message.thread_id == thread_key,
+            Message.status == MessageStatus.QUEUED,
+            Message.sent_by == SentBy.AGENT,
+        )
+        return list((await self.session.execute(stmt)).scalars())
 
     async def thread_erased(self, thread_public_id: str) -> bool:
         """Whether the thread is here and its end user is being erased."""

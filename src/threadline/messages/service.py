@@ -1,16 +1,16 @@
-"""Messages. ``append_message`` is the one write path: the API, the dialects, the agent runtime and the
-channels all add messages through it, so ordering, counters and (later) events are kept in one place."""
+"""Messages. ``store_message`` is the one way a message is stored: ordering, counters and its event are kept
+in one place. It stores and nothing else; sending a stored message on its channel and starting the run that
+answers it are the flow's (``flows.send.append_message``), through which every surface adds messages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.channels import outbox
 from threadline.errors import Gone, InvalidRequest, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
@@ -20,7 +20,7 @@ from threadline.kit.pagination import Page, PageRequest
 from threadline.messages.rendering import MessageRenderer, OutputMode
 from threadline.messages.repository import MessageRepository
 from threadline.messages.schemas import MarkRead, MessageCreate, MessageUpdate
-from threadline.models import Message, Run, User
+from threadline.models import Message, User
 from threadline.models.enums import (
     ChannelType,
     Direction,
@@ -30,7 +30,6 @@ from threadline.models.enums import (
     SentBy,
     Source,
 )
-from threadline.runs import service as runs
 from threadline.threads.repository import ThreadRepository
 from threadline.workspaces import numbers
 
@@ -63,20 +62,44 @@ class NewMessage:
     debounce_s: float | None = None  # None: the agent version's or the channel's window
 
 
+# How a text is cut into provider messages on a channel (``channels.outbox.parts``): the caller's, so that storing
+# a message does not reach into the channels.
+Split = Callable[[ChannelType, MessageType, str], list[str]]
+
+
+def unsplit(channel: ChannelType, type_: MessageType, content: str) -> list[str]:
+    """A ``Split`` that keeps every text whole."""
+    return [content]
+
+
 @dataclass(slots=True)
-class Appended:
-    """What appending a message did: the message (the first provider message of a text split for its channel),
-    the run that will answer it (queued, or joined: None when the message asks for none or the thread takes
-    none), and whether a delivery job now sends it on its channel."""
+class AnswerRequest:
+    """An end user's message to a thread whose agent answers (active, unblocked, not discarding): what asking for
+    the run that answers it needs, read in the same statement that placed the message."""
+
+    thread_key: int
+    thread_public_id: Any
+    agent_version_id: int
+    agent_version_public_id: Any
+    version_settings: dict[str, Any]
+    channel: ChannelType
+    message_id: int
+    message_public_id: Any
+    message_seq: int
+    at: datetime
+
+
+@dataclass(slots=True)
+class Stored:
+    """What storing a message did: the message (the first provider message of a text split for its channel) and
+    its message.created event (the message as /v1 shows it, numbered at commit); the messages stored QUEUED,
+    which the channel must now send (that one and the rest of its split text, in order); and the answer it
+    asks for (None when none: not an end user's message, no agent, a human has the thread, blocked...)."""
 
     message: Message
-    # The message.created event of this transaction: the message as /v1 shows it, numbered at commit.
     event: events.PendingEvent
-    run: Run | None = None
-    # The run's last event of this transaction (run.queued or run.started); None when the message joined a run
-    # queued earlier, or started none.
-    run_event: events.PendingEvent | None = None
-    delivery_queued: bool = False
+    queued: list[Message] = field(default_factory=list)
+    answer: AnswerRequest | None = None
 
 
 def _sent_by(new: NewMessage) -> SentBy:
@@ -102,14 +125,15 @@ def _initial_status(new: NewMessage, direction: Direction, channel: ChannelType)
     return MessageStatus.QUEUED
 
 
-async def append_message(session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage) -> Appended:
+async def store_message(
+    session: AsyncSession, *, workspace_id: int, thread_id: str, new: NewMessage, split: Split = unsplit
+) -> Stored:
     """Add a message at the end of a thread (404 if the thread is not in this workspace).
 
-    An outbound message on SMS or WhatsApp is stored QUEUED with the job that sends it
-    (``channels.outbox``); a text too long for one provider message is stored as several messages, one
-    per provider message, in consecutive places (``metadata.part`` of ``metadata.parts``). The first is
-    returned and carries the tool calls and iterations. An end user's message to a thread its agent holds
-    starts (or joins) the run that answers it: returned too."""
+    An outbound message on SMS or WhatsApp is stored QUEUED; a text too long for one provider message (as
+    ``split`` cuts it) is stored as several messages, one per provider message, in consecutive places
+    (``metadata.part`` of ``metadata.parts``). The first is returned and carries the tool calls and
+    iterations. An end user's message to a thread its agent holds asks for an answer (``Stored.answer``)."""
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
     claimed = await repo.claim_next_seq(thread_id, now=now)
@@ -129,7 +153,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
         version = (bool(claimed.discard_inbound), dict(claimed.version_settings or {}), claimed.version_public_id)
     discard = version is not None and version[0]
     status = MessageStatus.DISCARDED if discard and new.status is None else _initial_status(new, direction, channel)
-    contents = outbox.parts(channel, new.type, new.content) if status is MessageStatus.QUEUED else [new.content]
+    contents = split(channel, new.type, new.content) if status is MessageStatus.QUEUED else [new.content]
     metadata = new.metadata if len(contents) == 1 else {**new.metadata, "part": 1, "parts": len(contents)}
     message = Message(
         workspace_id=workspace_id,
@@ -164,8 +188,7 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
     await session.flush()
     thread_uid = parse_uuid(thread_id)
     [created] = await _record(session, workspace_id, thread_uid, [message], EventType.MESSAGE_CREATED)
-    if status is MessageStatus.QUEUED:
-        await outbox.enqueue(session, message)
+    stored = Stored(message, created, queued=[message] if status is MessageStatus.QUEUED else [])
     for place, part in enumerate(contents[1:], start=2):  # the rest of a text too long for one provider message
         rest = NewMessage(
             role=new.role,
@@ -178,42 +201,22 @@ async def append_message(session: AsyncSession, *, workspace_id: int, thread_id:
             run_id=new.run_id,
             start_run=False,
         )
-        await append_message(session, workspace_id=workspace_id, thread_id=thread_id, new=rest)
-    run, run_event = None, None
+        more = await store_message(session, workspace_id=workspace_id, thread_id=thread_id, new=rest, split=split)
+        stored.queued += more.queued
     if version is not None and not discard and claimed.active and not claimed.blocked and new.start_run:
-        run, run_event = await runs.request_run(
-            session,
-            workspace_id=workspace_id,
-            thread_id=thread_key,
+        stored.answer = AnswerRequest(
+            thread_key=thread_key,
             thread_public_id=thread_uid,
             agent_version_id=claimed.agent_version_id,
             agent_version_public_id=version[2],
+            version_settings=version[1],
+            channel=channel,
             message_id=message.id,
             message_public_id=message.public_id,
             message_seq=seq,
-            debounce_s=_debounce(version[1], channel, new.debounce_s),
-            now=now,
+            at=now,
         )
-    return Appended(message, created, run, run_event, delivery_queued=status is MessageStatus.QUEUED)
-
-
-def _debounce(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
-    """The debounce window: the caller's, else the agent version's ``debounce_s``, else the channel's."""
-    if override is not None:
-        return override
-    configured = version_settings.get("debounce_s")
-    if isinstance(configured, int | float) and not isinstance(configured, bool) and 0 <= configured <= 60:
-        return float(configured)
-    return _debounce_defaults["messaging" if channel is not ChannelType.API else "api"]
-
-
-_debounce_defaults = {"api": 0.0, "messaging": 2.0}
-
-
-def configure(*, debounce_s: float, debounce_messaging_s: float) -> None:
-    """Set the process's default debounce windows (from settings, at start-up)."""
-    _debounce_defaults["api"] = debounce_s
-    _debounce_defaults["messaging"] = debounce_messaging_s
+    return stored
 
 
 async def _record(
@@ -236,8 +239,8 @@ async def _record(
     ]
 
 
-async def create_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> Appended:
-    """POST /v1/threads/{id}/messages: resolve the references in ``data``, then append."""
+async def new_message(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MessageCreate) -> NewMessage:
+    """POST /v1/threads/{id}/messages: ``data`` with its references resolved, ready to append."""
     repo = MessageRepository(session, workspace_id)
     user_id = None
     if data.user_id is not None:
@@ -253,24 +256,19 @@ async def create_message(session: AsyncSession, *, workspace_id: int, thread_id:
                 f"in_response_to: no message with id '{data.in_response_to}' in this thread", param="in_response_to"
             )
         in_response_to_id = target.id
-    return await append_message(
-        session,
-        workspace_id=workspace_id,
-        thread_id=thread_id,
-        new=NewMessage(
-            role=data.role,
-            content=data.content,
-            type=data.type,
-            blocks=data.blocks,
-            media_url=data.media_url,
-            attachments=data.attachments,
-            metadata=data.metadata,
-            sent_by_user_id=user_id,
-            source=data.source,
-            in_response_to_id=in_response_to_id,
-            tool_calls=data.tool_calls,
-            iterations=data.iterations,
-        ),
+    return NewMessage(
+        role=data.role,
+        content=data.content,
+        type=data.type,
+        blocks=data.blocks,
+        media_url=data.media_url,
+        attachments=data.attachments,
+        metadata=data.metadata,
+        sent_by_user_id=user_id,
+        source=data.source,
+        in_response_to_id=in_response_to_id,
+        tool_calls=data.tool_calls,
+        iterations=data.iterations,
     )
 
 
@@ -368,11 +366,17 @@ async def update_message(
     return message
 
 
-async def mark_read(
-    session: AsyncSession, *, workspace_id: int, thread_id: str, data: MarkRead
-) -> tuple[int, datetime]:
-    """Mark messages of a thread read: the ids given, all up to one, or all. Returns (count, time). On a
-    WhatsApp thread the newest of the end user's messages marked read gets a read receipt (a job)."""
+@dataclass(frozen=True, slots=True)
+class MarkedRead:
+    count: int
+    at: datetime
+    # The newest of the end user's messages marked read now that came in on a provider's channel: (its row id,
+    # the channel), for the read receipt the end user may see (``flows.read``).
+    newest_theirs: tuple[int, ChannelType] | None
+
+
+async def mark_read(session: AsyncSession, *, workspace_id: int, thread_id: str, data: MarkRead) -> MarkedRead:
+    """Mark messages of a thread read: the ids given, all up to one, or all."""
     thread_key = await _thread_key(session, workspace_id, thread_id)
     repo = MessageRepository(session, workspace_id)
     now = utcnow()
@@ -391,11 +395,12 @@ async def mark_read(
     else:
         changed = await repo.mark_read(thread_key, at=now)
     await _record(session, workspace_id, parse_uuid(thread_id), changed, EventType.MESSAGE_UPDATED, ["read_at"])
-    # On WhatsApp the end user sees it: a read receipt for the newest of their messages marked read now.
     theirs = [m for m in changed if m.direction is Direction.INBOUND and m.external_id and m.integration_id]
-    if theirs and await repo.channel_of(theirs[-1].integration_id) is ChannelType.WHATSAPP:
-        await outbox.enqueue_read_receipt(session, workspace_id=workspace_id, message_id=theirs[-1].id)
-    return len(changed), now
+    newest = None
+    if theirs:
+        channel = await repo.channel_of(theirs[-1].integration_id)
+        newest = (theirs[-1].id, channel) if channel is not None else None
+    return MarkedRead(len(changed), now, newest)
 
 
 async def user_public_ids(session: AsyncSession, *, workspace_id: int, user_ids: set[int]) -> dict[int, Any]:

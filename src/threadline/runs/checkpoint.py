@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadline.runs.providers.base import Completion, ToolCall, Usage
-from threadline.runs.tools import Action, AddTag, EndConversation, Handoff, ToolOutcome
+from threadline.engines.providers.base import Completion, ToolCall, Usage
+from threadline.engines.tools import Action, AddTag, EndConversation, Handoff, ToolOutcome
 
 VERSION = 1
 

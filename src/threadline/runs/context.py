@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from threadline.engines.providers.base import ChatMessage, Provider, ToolCall, ToolSpec
 from threadline.models.enums import MessageStatus, Role, SentBy
-from threadline.runs.providers.base import ChatMessage, Provider, ToolCall, ToolSpec
 
 OPERATOR_NOTE = (
     "Part of this conversation was handled by a human operator (their messages are marked "

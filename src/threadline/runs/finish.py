@@ -13,11 +13,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.audit import service as audit
+from threadline.engines.tools import Action, AddTag, EndConversation, Handoff
 from threadline.events.types import EventType
+from threadline.flows import send
 from threadline.jobs.repository import JobRepository
 from threadline.jobs.service import notify_workers
 from threadline.kit.clock import utcnow
-from threadline.messages import service as messages
 from threadline.messages.service import NewMessage
 from threadline.models import Run, RunStatus, Thread
 from threadline.models.enums import Role, SentBy
@@ -36,7 +37,6 @@ from threadline.runs.state import (
     stop_reason,
     usage_dict,
 )
-from threadline.runs.tools import Action, AddTag, EndConversation, Handoff
 from threadline.tags import service as tags
 from threadline.users import service as users
 
@@ -54,7 +54,7 @@ async def finish(rt: Executor, inp: RunInput, answer: Answer, progress: Progress
             # Not even as a hidden message where the end user is being erased: the thread takes none.
             for reply in answer.replies if stop != ERASED else ():
                 if reply.content or reply.blocks:
-                    await messages.append_message(
+                    await send.append_message(
                         session,
                         workspace_id=inp.workspace_id,
                         thread_id=thread_id,
@@ -64,7 +64,7 @@ async def finish(rt: Executor, inp: RunInput, answer: Answer, progress: Progress
             await end(session, run, thread, RunStatus.CANCELLED, stop)
             return RunStatus.CANCELLED
         for reply in answer.replies:
-            await messages.append_message(
+            await send.append_message(
                 session,
                 workspace_id=inp.workspace_id,
                 thread_id=thread_id,
@@ -98,7 +98,7 @@ async def fail(rt: Executor, inp: RunInput, failure: RunFailed, progress: Progre
             await end(session, run, thread, RunStatus.CANCELLED, ERASED)
             return RunStatus.CANCELLED
         thread_id = str(thread.public_id)
-        await messages.append_message(
+        await send.append_message(
             session,
             workspace_id=inp.workspace_id,
             thread_id=thread_id,
@@ -112,7 +112,7 @@ async def fail(rt: Executor, inp: RunInput, failure: RunFailed, progress: Progre
         )
         # The end user hears from the agent only on a thread the agent still holds.
         if inp.version.failure_reply and stop_reason(run, thread) is None:
-            await messages.append_message(
+            await send.append_message(
                 session,
                 workspace_id=inp.workspace_id,
                 thread_id=thread_id,

@@ -1,13 +1,13 @@
-"""A FLOW agent's answer: one turn of its flow (runs.flows.engine) over the messages the run answers."""
+"""A FLOW agent's answer: one turn of its flow (engines.flows.engine) over the messages the run answers."""
 
 from __future__ import annotations
 
-from threadline.runs.flows.engine import FlowState, Inbound, advance, end_user_context
-from threadline.runs.flows.engine import Handoff as FlowHandoff
-from threadline.runs.flows.http import HttpxCaller
-from threadline.runs.flows.schema import FlowError, parse_flow
+from threadline.engines.flows.engine import FlowState, Inbound, advance, end_user_context
+from threadline.engines.flows.engine import Handoff as FlowHandoff
+from threadline.engines.flows.http import HttpxCaller
+from threadline.engines.flows.schema import FlowError, parse_flow
+from threadline.engines.tools import Handoff
 from threadline.runs.state import Answer, Reply, RunFailed, RunInput
-from threadline.runs.tools import Handoff
 
 
 async def answer_with_flow(inp: RunInput, *, allow_private: bool) -> Answer:

@@ -28,12 +28,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from threadline.config import Settings
+from threadline.engines.providers.base import Provider
+from threadline.engines.providers.registry import DEFAULT_PROVIDER
 from threadline.kit.clock import utcnow
 from threadline.models import RunStatus
 from threadline.models.enums import AgentMode
 from threadline.runs import claim, finish, turn
-from threadline.runs.providers.base import Provider
-from threadline.runs.providers.registry import DEFAULT_PROVIDER
 from threadline.runs.state import Progress, RunFailed, RunInput, as_failure
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Runtime:
     http: httpx.AsyncClient | None = None
 
     def provider(self, name: str) -> Provider:
-        from threadline.runs.providers.registry import get_provider
+        from threadline.engines.providers.registry import get_provider
 
         return get_provider(name, self.settings)
 

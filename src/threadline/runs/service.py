@@ -1,6 +1,6 @@
 """Runs: when an end user's message starts one, one at a time per thread, and their lifecycle.
 
-``request_run`` is called by ``messages.append_message`` for every inbound end-user message on an
+``request_run`` is called by ``flows.send.append_message`` for every inbound end-user message on an
 active, unblocked thread whose agent answers. Double texts: a message that arrives while a run of the
 thread is queued joins it (its ``input_seq`` moves up, its debounce window slides); one that arrives
 while a run is running gets a new queued run, which starts when the running one ends. So the replies of
@@ -23,6 +23,7 @@ from threadline.kit.clock import utcnow
 from threadline.kit.ids import uuid7
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Run, RunStatus
+from threadline.models.enums import ChannelType
 from threadline.models.run import FINISHED
 from threadline.runs.repository import RunRepository
 from threadline.runs.schemas import run_read
@@ -30,11 +31,25 @@ from threadline.threads.repository import ThreadRepository
 from threadline.usage.repository import UsageRepository
 
 RUN_JOB = "runs.execute"
-_defaults: dict[str, float] = {"max_attempts": 3}
+_defaults: dict[str, float] = {"max_attempts": 3, "debounce_api_s": 0.0, "debounce_messaging_s": 2.0}
 
 
-def configure(*, max_attempts: int) -> None:
+def configure(*, max_attempts: int, debounce_s: float, debounce_messaging_s: float) -> None:
+    """The process's settings (run attempts, the default debounce windows), set at start-up."""
     _defaults["max_attempts"] = max_attempts
+    _defaults["debounce_api_s"] = debounce_s
+    _defaults["debounce_messaging_s"] = debounce_messaging_s
+
+
+def debounce_window(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
+    """How long a run waits for more messages: the caller's window, else the agent version's ``debounce_s``,
+    else the channel's default."""
+    if override is not None:
+        return override
+    configured = version_settings.get("debounce_s")
+    if isinstance(configured, int | float) and not isinstance(configured, bool) and 0 <= configured <= 60:
+        return float(configured)
+    return _defaults["debounce_messaging_s" if channel is not ChannelType.API else "debounce_api_s"]
 
 
 async def record_event(

@@ -11,11 +11,11 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from threadline.config import Settings
+from threadline.engines.providers.base import Provider, ProviderError, Usage
+from threadline.engines.tools import Action
 from threadline.models import Run, Thread
 from threadline.models.enums import AgentMode, MessageType
 from threadline.runs.context import HistoryItem, Participant
-from threadline.runs.providers.base import Provider, ProviderError, Usage
-from threadline.runs.tools import Action
 
 
 class Executor(Protocol):

@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import structlog
 
+from threadline.engines.providers.base import ChatMessage, Completion, CompletionRequest, Provider, TextDelta
+from threadline.engines.providers.registry import DEFAULT_PROVIDER
+from threadline.engines.tools import ToolRunner, parse_tools, specs
 from threadline.events import transient
 from threadline.events.types import EventType
 from threadline.kit.secrets import secret_box
@@ -19,11 +22,8 @@ from threadline.models.enums import AgentMode
 from threadline.runs import checkpoint, context
 from threadline.runs.checkpoint import Step
 from threadline.runs.flow_agent import answer_with_flow
-from threadline.runs.providers.base import ChatMessage, Completion, CompletionRequest, Provider, TextDelta
-from threadline.runs.providers.registry import DEFAULT_PROVIDER
 from threadline.runs.repository import RunRepository
 from threadline.runs.state import Answer, Executor, Progress, Reply, RunFailed, RunInput, usage_dict
-from threadline.runs.tools import ToolRunner, parse_tools, specs
 
 log = structlog.get_logger(__name__)
 

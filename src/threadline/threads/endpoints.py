@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from threadline.audit.deps import request_actor
+from threadline.flows import threads as flow
 from threadline.kit.schemas import Timestamp
 from threadline.models import Thread
 from threadline.privacy.schemas import ERASED_RESPONSES
@@ -81,7 +82,7 @@ async def get_thread(thread_id: str, session: SessionDep, auth: ReadAuth) -> Thr
 async def update_thread(
     thread_id: str, body: ThreadUpdate, request: Request, session: SessionDep, auth: WriteAuth
 ) -> ThreadRead:
-    thread = await service.update_thread(
+    thread = await flow.update_thread(
         session, workspace_id=auth.workspace_id, thread_id=thread_id, data=body, actor=request_actor(auth, request)
     )
     return await _render_one(ThreadRepository(session, auth.workspace_id), thread)

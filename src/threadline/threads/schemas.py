@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from threadline.kit.schemas import IdRef, InputModel, ListPage, Metadata, NotNull, OutputModel
 from threadline.models import Thread
-from threadline.models.enums import TagColor
+from threadline.models.enums import ChannelType, MessageType, Role, SentBy, TagColor
 
 IdList = Annotated[list[IdRef], Field(max_length=100)]
 
@@ -37,9 +38,25 @@ class ThreadUpdate(InputModel):
     assigned_to: IdList | None = Field(default=None, description="Replaces the assigned users (user ids).")
 
 
+class InboxView(StrEnum):
+    """The inbox's views (threads.inbox): every thread, those waiting for a human, one operator's, nobody's."""
+
+    ALL = "all"
+    NEEDS_HUMAN = "needs_human"
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+
+
+class ThreadOrderBy(StrEnum):
+    CREATED_AT = "created_at"
+    LAST_MESSAGE_AT = "last_message_at"
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadFilters:
-    """What GET /v1/threads narrows by; ids are public ids (one that names nothing matches nothing)."""
+    """What GET /v1/threads narrows by; ids are public ids (one that names nothing matches nothing).
+    ``view`` ``mine`` is the threads assigned to ``assigned_user_id``; ``channel`` is the thread's channel (its
+    integration's type; a thread without one is on the plain API)."""
 
     agent_id: str | None = None
     end_user_id: str | None = None
@@ -48,6 +65,17 @@ class ThreadFilters:
     tag_id: str | None = None
     assigned_user_id: str | None = None
     updated_since: datetime | None = None
+    view: InboxView = InboxView.ALL
+    channel: ChannelType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityKey:
+    """A place in the inbox order: a thread's last activity (its last message's time, else its creation time)
+    and its number, which breaks ties."""
+
+    at: datetime
+    number: int
 
 
 class ThreadTag(OutputModel):
@@ -84,7 +112,81 @@ class ThreadRead(OutputModel):
     updated_at: datetime
 
 
-ThreadPage = ListPage[ThreadRead]
+class ThreadPage(ListPage[ThreadRead]):
+    first_cursor: str | None = Field(
+        default=None,
+        description="With order_by=last_message_at: the place of data[0] in that order, for `after` (null otherwise).",
+    )
+    last_cursor: str | None = Field(
+        default=None,
+        description="With order_by=last_message_at: the place of the last item, for `before` (null otherwise).",
+    )
+
+
+class ThreadCounts(OutputModel):
+    """How many threads each inbox view holds (GET /v1/threads/counts)."""
+
+    object: Literal["thread_counts"] = "thread_counts"
+    all: int
+    needs_human: int = Field(description="Handed to a human (active=false) and not answered by one since.")
+    unassigned: int
+    mine: int | None = Field(description="Assigned to the user `assigned_user_id` names; null without it.")
+
+
+class InboxEndUser(OutputModel):
+    id: str
+    display_name: str
+    channel: ChannelType
+    address: str | None
+
+
+class InboxAgent(OutputModel):
+    id: str
+    name: str
+
+
+class InboxMessage(OutputModel):
+    """A thread's newest message, as an inbox row shows it."""
+
+    id: str
+    role: Role
+    sent_by: SentBy
+    type: MessageType
+    excerpt: str = Field(description="The content on one line, cut to about 120 characters.")
+    created_at: datetime
+
+
+Handoff = Literal["agent", "needs_human", "human"]
+
+
+class InboxRow(OutputModel):
+    """One thread as the inbox lists it (threads.inbox.inbox_rows)."""
+
+    id: str
+    number: int
+    channel: ChannelType
+    agent: InboxAgent
+    end_user: InboxEndUser
+    last_message: InboxMessage | None
+    last_activity_at: datetime
+    unread_count: int = Field(description="The end user's messages not read yet, counted up to 100 (100: 100 or more).")
+    active: bool
+    blocked: bool
+    needs_human: bool
+    handoff: Handoff = Field(
+        description="agent: the agent answers; needs_human: handed to a human, who has not answered since; "
+        "human: handed to a human, who answered last."
+    )
+    assigned_to: list[ThreadUser]
+    tags: list[ThreadTag]
+    cursor: str = Field(description="This row's place in the inbox order (for `after` / `before`).")
+
+
+class InboxPage(OutputModel):
+    rows: list[InboxRow]
+    has_more: bool
+    first_cursor: str | None
+    last_cursor: str | None
 
 
 def thread_read(thread: Thread, refs: dict[str, dict[int, Any]]) -> ThreadRead:

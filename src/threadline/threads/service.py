@@ -19,10 +19,21 @@ from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Tag, Thread, User
-from threadline.models.enums import ChannelType, MessageStatus
+from threadline.models.enums import ChannelType
 from threadline.threads.repository import ThreadRepository
 from threadline.threads.schemas import ThreadCreate, ThreadFilters, ThreadUpdate, thread_read
 from threadline.workspaces import numbers
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadUpdated:
+    thread: Thread
+    changes: list[str]  # the fields that changed, in ThreadUpdate's names
+
+    @property
+    def taken_over(self) -> bool:
+        """Whether this update handed the thread from the agent to a human."""
+        return "active" in self.changes and not self.thread.active
 
 
 async def create_thread(session: AsyncSession, *, workspace_id: int, data: ThreadCreate) -> Thread:
@@ -161,12 +172,14 @@ async def update_thread(
     actor: audit.Actor,
     by: str = "api",
     handoff_reason: str | None = None,
-) -> Thread:
-    """Change only the fields present in ``data``; tags and assigned_to replace the whole set.
+) -> ThreadUpdated:
+    """Change only the fields present in ``data``; tags and assigned_to replace the whole set. Returns the
+    thread and the names of the fields that changed.
 
     ``active`` going false is a handoff to a human (``thread.handoff_started``), going true hands the
     thread back to the agent (``thread.handoff_ended``); ``by`` says who did it (api, agent, flow). Handoffs
-    and (un)blocking are recorded in the audit log as done by ``actor``."""
+    and (un)blocking are recorded in the audit log as done by ``actor``. What a person's taking over does to
+    the agent's messages still waiting to go out is ``flows.threads``'s."""
     repo = ThreadRepository(session, workspace_id)
     thread = await repo.get_thread(thread_id)
     fields = data.model_fields_set
@@ -209,10 +222,8 @@ async def update_thread(
                 },
                 thread_id=thread.public_id,
             )
-            if not thread.active and by != "agent":
-                await _hold_agent_messages(session, workspace_id, thread.id)
         await _audit(session, workspace_id, thread, changes, actor)
-    return thread
+    return ThreadUpdated(thread, changes)
 
 
 async def _audit(
@@ -225,27 +236,6 @@ async def _audit(
         actions.append(AuditAction.THREAD_BLOCKED if thread.blocked else AuditAction.THREAD_UNBLOCKED)
     for action in actions:
         await audit.record(session, workspace_id=workspace_id, actor=actor, action=action, target_id=thread.public_id)
-
-
-async def _hold_agent_messages(session: AsyncSession, workspace_id: int, thread_key: int) -> None:
-    """A human took the thread over: the agent's messages still waiting to go out on SMS or WhatsApp
-    (QUEUED, their send not started) never will. They end FAILED with ``human_handoff``, so the end user does
-    not get the agent's words after a human took over, as ``runs.runtime`` keeps a reply that comes after
-    the handoff. Not when the agent itself hands over: its last words (the handoff message, stored in the
-    same transaction) must go out."""
-    from threadline.channels import outbox
-    from threadline.messages import lifecycle
-
-    held = lifecycle.ProviderFields(error_code=outbox.HELD_CODE, error_message=outbox.HELD_MESSAGE)
-    for message_id in await ThreadRepository(session, workspace_id).agent_messages_waiting(thread_key):
-        await lifecycle.advance(
-            session,
-            workspace_id=workspace_id,
-            message_id=message_id,
-            to=MessageStatus.FAILED,
-            at=utcnow(),
-            provider=held,
-        )
 
 
 async def delete_thread(session: AsyncSession, *, workspace_id: int, thread_id: str) -> None:

@@ -19,7 +19,8 @@ from threadline.api_keys.service import create_key
 from threadline.audit.service import Actor
 from threadline.config import Settings
 from threadline.db.engine import WRITE_OPTION
-from threadline.messages.service import NewMessage, append_message
+from threadline.flows.send import append_message
+from threadline.messages.service import NewMessage
 from threadline.models import Agent, AgentVersion, EndUser, Thread
 from threadline.models.enums import AgentMode, AgentType, ChannelType, Role, Scope
 from threadline.workspaces import numbers

@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
 
-from threadline.runs.providers.base import ToolCall, ToolSpec
+from threadline.engines.providers.base import ToolCall, ToolSpec
 
 NAME = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 MAX_RESULT_CHARS = 16_000

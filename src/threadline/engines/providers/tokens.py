@@ -36,7 +36,7 @@ from typing import Any
 
 import tiktoken
 
-from threadline.runs.providers.base import ChatMessage, ToolSpec
+from threadline.engines.providers.base import ChatMessage, ToolSpec
 
 DATA_DIR = Path(__file__).parent / "data"
 

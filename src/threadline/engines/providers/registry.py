@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from threadline.config import Settings
-from threadline.runs.providers.base import Provider, UnsupportedFeature
+from threadline.engines.providers.base import Provider, UnsupportedFeature
 
 PROVIDERS = ("local", "openai")
 
@@ -42,11 +42,11 @@ def _key(name: str, settings: Settings) -> tuple[Any, ...]:
 def provider_class(name: str) -> type[Provider]:
     """The class of provider ``name``, imported on first use; raises :class:`UnknownProvider` for any other."""
     if name == "openai":
-        from threadline.runs.providers.openai import OpenAIProvider
+        from threadline.engines.providers.openai import OpenAIProvider
 
         return OpenAIProvider
     if name == "local":
-        from threadline.runs.providers.local import LocalProvider
+        from threadline.engines.providers.local import LocalProvider
 
         return LocalProvider
     raise UnknownProvider(name)
@@ -61,7 +61,7 @@ def needs_model(name: str) -> bool:
 
 def _build(name: str, settings: Settings) -> Provider:
     if name == "openai":
-        from threadline.runs.providers.openai import OpenAIProvider
+        from threadline.engines.providers.openai import OpenAIProvider
 
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         return OpenAIProvider(
@@ -70,7 +70,7 @@ def _build(name: str, settings: Settings) -> Provider:
             timeout_s=settings.openai_timeout_s,
             default_context_window=settings.default_context_window,
         )
-    from threadline.runs.providers.local import LocalProvider
+    from threadline.engines.providers.local import LocalProvider
 
     return LocalProvider(model_path=settings.local_model_path, context_window=settings.local_context_window)
 

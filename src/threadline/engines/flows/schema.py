@@ -40,8 +40,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from threadline.engines.flows.templating import PATH_RE, json_template_problem, template_problem
 from threadline.kit.schemas import MAX_JSON_DEPTH, storage_problem
-from threadline.runs.flows.templating import PATH_RE, json_template_problem, template_problem
 
 FORMAT_VERSION: Final = 1
 MAX_NODES: Final = 500

@@ -6,7 +6,7 @@ new thread), calls ``advance`` with the end user's new messages, then sends ``tu
 ``turn.error`` changed nothing and should be recorded as a failed run. ``docs/flows.md`` has the format.
 """
 
-from threadline.runs.flows.engine import (
+from threadline.engines.flows.engine import (
     MAX_STEPS,
     End,
     FlowAction,
@@ -21,8 +21,8 @@ from threadline.runs.flows.engine import (
     advance,
     end_user_context,
 )
-from threadline.runs.flows.http import HttpCaller, HttpRequest, HttpResult, HttpxCaller
-from threadline.runs.flows.schema import Flow, FlowError, FlowProblem, flow_warnings, parse_flow, parse_flow_document
+from threadline.engines.flows.http import HttpCaller, HttpRequest, HttpResult, HttpxCaller
+from threadline.engines.flows.schema import Flow, FlowError, FlowProblem, flow_warnings, parse_flow, parse_flow_document
 
 __all__ = [
     "MAX_STEPS",

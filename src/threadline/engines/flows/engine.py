@@ -34,10 +34,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from threadline.kit.schemas import json_size
-from threadline.models.enums import MessageType
-from threadline.runs.flows.http import HttpCaller, HttpRequest, HttpResult, HttpxCaller
-from threadline.runs.flows.schema import (
+from threadline.engines.flows.http import HttpCaller, HttpRequest, HttpResult, HttpxCaller
+from threadline.engines.flows.schema import (
     RESERVED_VARIABLES,
     AskNode,
     BranchNode,
@@ -51,7 +49,9 @@ from threadline.runs.flows.schema import (
     SetNode,
     compiled,
 )
-from threadline.runs.flows.templating import MISSING, is_blank, lookup, render, render_json, to_text
+from threadline.engines.flows.templating import MISSING, is_blank, lookup, render, render_json, to_text
+from threadline.kit.schemas import json_size
+from threadline.models.enums import MessageType
 
 MAX_STEPS: Final = 50
 MAX_INPUT_CHARS: Final = 16_000

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from threadline.runs.providers.base import (
+from threadline.engines.providers.base import (
     ChatMessage,
     Completion,
     CompletionRequest,

@@ -21,7 +21,7 @@ import structlog
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from threadline.runs.providers.base import (
+from threadline.engines.providers.base import (
     ChatMessage,
     Completion,
     CompletionRequest,
@@ -34,7 +34,7 @@ from threadline.runs.providers.base import (
     UnsupportedFeature,
     Usage,
 )
-from threadline.runs.providers.tokens import MarginBook, base_model, count_chat_tokens, tokenizer_for
+from threadline.engines.providers.tokens import MarginBook, base_model, count_chat_tokens, tokenizer_for
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +91,7 @@ _TRANSPORT_ERRORS = _transport_errors()
 
 class OpenAIProvider(Provider):
     """Chat completions over HTTP: streamed text, tool calls, usage and reasoning, errors sorted into retryable
-    or not, tokens counted offline (:mod:`threadline.runs.providers.tokens`)."""
+    or not, tokens counted offline (:mod:`threadline.engines.providers.tokens`)."""
 
     name = "openai"
 
