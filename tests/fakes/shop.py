@@ -1,5 +1,6 @@
 """The business's own API behind an agent's HTTP tool, on 127.0.0.1: it answers an order's status and keeps
-every call it got (body and Idempotency-Key), so that a test can count them."""
+every call it got (body and Idempotency-Key; the Authorization header apart, in ``authorization``), so that a
+test can count them."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ ORDER_TOOL = "order_status"
 class Shop:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
-        calls = self.calls
+        self.authorization: list[str | None] = []  # each call's Authorization header, in the order of ``calls``
+        calls, authorization = self.calls, self.authorization
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 calls.append({"body": body, "idempotency_key": self.headers.get("Idempotency-Key")})
+                authorization.append(self.headers.get("Authorization"))
                 payload = json.dumps({"order": body.get("order"), "status": "shipped", "eta": "Friday"}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -5,9 +5,7 @@ reply's tool_calls and iterations."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -18,6 +16,7 @@ from sqlalchemy import text
 from tests.events.sse import frames
 from tests.factories import create_agent, create_end_user, create_thread
 from tests.fakes.openai_server import OpenAIStandIn, Reply, ToolCallReply
+from tests.fakes.shop import Shop
 from tests.runs.conftest import running_worker
 from threadline.jobs.worker import Worker
 
@@ -29,30 +28,11 @@ def llm() -> Iterator[OpenAIStandIn]:
 
 
 @pytest.fixture
-def shop() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def shop() -> Iterator[Shop]:
     """The business's own API, which the agent's HTTP tool calls."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append({"body": body, "auth": self.headers.get("Authorization")})
-            payload = json.dumps({"order": body.get("order"), "status": "shipped", "eta": "Friday"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/orders/status", received
-    server.shutdown()
-    server.server_close()
+    s = Shop()
+    yield s
+    s.close()
 
 
 @pytest.fixture
@@ -71,17 +51,16 @@ async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> As
 async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_through_the_openai_sdk(
     api: httpx.AsyncClient,
     llm: OpenAIStandIn,
-    shop: tuple[str, list[dict[str, Any]]],
+    shop: Shop,
     llm_worker: Worker,
     sessionmaker: Any,
 ) -> None:
-    url, calls = shop
     tool = {
         "type": "http",
         "name": "order_status",
         "description": "Look up an order.",
         "parameters": {"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]},
-        "url": url,
+        "url": shop.url,
         "headers": {"Authorization": "Bearer shop-key"},
     }
     agent = await create_agent(
@@ -139,7 +118,7 @@ async def test_a_prompt_agent_streams_its_answer_after_a_two_step_tool_loop_thro
     assert first["reasoning"] == "The user wants order status; call the tool." and first["text"] == "Let me check."
     assert first["tool_calls"] == [lookup["id"], tag["id"]] and first["usage"]["input_tokens"] == 120
     assert second["tool_calls"] == [] and second["finish_reason"] == "stop"
-    assert calls == [{"body": {"order": "A1"}, "auth": "Bearer shop-key"}]
+    assert [c["body"] for c in shop.calls] == [{"order": "A1"}] and shop.authorization == ["Bearer shop-key"]
 
     # What went over the wire, as OpenAI expects it.
     one, two = llm.completion_requests
