@@ -95,6 +95,13 @@ LAYER_RULES: tuple[tuple[str, int], ...] = (
     ("*.deps", SURFACE),  # FastAPI dependencies (audit.deps)
     ("channels.*.inbound", SURFACE),  # the providers' webhooks
     ("*.tasks", SURFACE),  # the worker's entry points: job wrappers around services
+    ("console.routes", SURFACE),  # the operator console's pages (its service and repository sit below)
+    ("console.web", SURFACE),  # its templates, headers, cookies and error pages
+    ("console.inbox", SURFACE),  # the inbox's list, views, filters and search results
+    ("console.live", SURFACE),  # the inbox's live stream (SSE)
+    ("console.agents", SURFACE),  # the agents page (read-only)
+    ("console.thread", SURFACE),  # the thread view: transcript, composer, actions
+    ("console.thread_live", SURFACE),  # the thread view's live stream (SSE)
     # 2 flows: orchestration across domains.
     ("flows", FLOW),
     ("flows.*", FLOW),

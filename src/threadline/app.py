@@ -148,6 +148,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         metrics=metrics if settings.metrics_enabled else None,
         unmetered_paths=frozenset({METRICS_PATH}),
     )
+    if settings.console_enabled:
+        from threadline.console.routes import install as install_console
+
+        install_console(app, settings)  # last: its security headers wrap every other layer
     return app
 
 
@@ -222,7 +226,9 @@ def _include_routers(app: FastAPI) -> None:
     from threadline.messages.endpoints import router as messages
     from threadline.privacy.endpoints import router as privacy
     from threadline.runs.endpoints import router as runs
+    from threadline.search.endpoints import router as search
     from threadline.tags.endpoints import router as tags
+    from threadline.threads.endpoints import counts_router as thread_counts
     from threadline.threads.endpoints import router as threads
     from threadline.usage.endpoints import router as usage
     from threadline.users.endpoints import router as users
@@ -238,7 +244,9 @@ def _include_routers(app: FastAPI) -> None:
         users,
         tags,
         threads,
+        thread_counts,
         messages,
+        search,
         runs,
         events,
         webhooks,

@@ -659,6 +659,155 @@ def keys_revoke(key_id: str, database_url: str | None) -> None:
 
 
 @main.group()
+def users() -> None:
+    """Operators of the console (a workspace's users): create them, give them a password or a sign-in link."""
+
+
+async def _find_operator(session: AsyncSession, email: str, workspace_name: str | None) -> Any:
+    """The user with this email in the workspace named, or in the only workspace that has one."""
+    from threadline.users.service import find_user
+    from threadline.workspaces.service import list_workspaces
+
+    if workspace_name is not None:
+        found = await find_user(session, workspace_id=await _workspace_key(session, workspace_name), ref=email)
+        if found is None:
+            raise CliError(f"no user with email '{email}' in workspace '{workspace_name}'")
+        return found
+    matches = [
+        u for w in await list_workspaces(session) if (u := await find_user(session, workspace_id=w.id, ref=email))
+    ]
+    if not matches:
+        raise CliError(f"no user with email '{email}' in any workspace")
+    if len(matches) > 1:
+        raise CliError(f"'{email}' is a user of {len(matches)} workspaces: name one with --workspace")
+    return matches[0]
+
+
+def _prompt_password() -> str:
+    from threadline.errors import ValidationFailed
+    from threadline.users.passwords import check_acceptable
+
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat it", err=True)
+    try:
+        check_acceptable(password)
+    except ValidationFailed as exc:
+        raise CliError(exc.message) from None
+    return password
+
+
+def _site(settings: Settings) -> str:
+    from threadline.workspaces.bootstrap import site_url
+
+    return site_url(settings)
+
+
+def _sign_in_link(settings: Settings, token: str) -> str:
+    from threadline.console.service import link_path
+
+    return _site(settings) + link_path(token)
+
+
+def _link_ttl(settings: Settings) -> Any:
+    from datetime import timedelta
+
+    return timedelta(hours=settings.console_link_ttl_hours)
+
+
+@users.command("create")
+@click.option("--workspace", "workspace_name", required=True, help="Name of the user's workspace.")
+@click.option("--email", required=True, help="The email they sign in with (unique in the workspace, any case).")
+@click.option("--role", type=click.Choice(["operator", "admin"]), default="operator", show_default=True)
+@click.option("--first-name", default=None)
+@click.option("--last-name", default=None)
+@click.option("--password", "ask_password", is_flag=True, help="Prompt for their password instead of printing a link.")
+@database_url_option
+def users_create(
+    workspace_name: str,
+    email: str,
+    role: str,
+    first_name: str | None,
+    last_name: str | None,
+    ask_password: bool,
+    database_url: str | None,
+) -> None:
+    """Create an operator; prints a one-time sign-in link (its last line) unless --password."""
+    from threadline.console.service import create_operator, issue_link
+    from threadline.models import UserRole
+    from threadline.users.service import set_password
+
+    settings = _settings(database_url)
+    password = _prompt_password() if ask_password else None
+
+    async def body(session: AsyncSession) -> tuple[str, str | None]:
+        workspace_id = await _workspace_key(session, workspace_name)
+        user = await create_operator(
+            session,
+            workspace_id=workspace_id,
+            email=email,
+            role=UserRole(role),
+            first_name=first_name,
+            last_name=last_name,
+        )
+        if password is not None:
+            await set_password(session, user=user, password=password)
+            return str(user.public_id), None
+        return str(user.public_id), await issue_link(session, user=user, ttl=_link_ttl(settings))
+
+    user_id, token = _with_data(settings, body, write=True)
+    click.echo(f"created user {user_id} ({email}, {role}) in workspace {workspace_name}")
+    if token is None:
+        click.echo(f"they sign in at {_site(settings)}/console/sign-in with that password")
+        return
+    click.echo(
+        f"a one-time sign-in link (works once, within {settings.console_link_ttl_hours:g} hours), shown only now:"
+    )
+    click.echo(_sign_in_link(settings, token))
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option(
+    "--workspace", "workspace_name", default=None, help="The user's workspace (needed when several have one)."
+)
+@database_url_option
+def users_set_password(email: str, workspace_name: str | None, database_url: str | None) -> None:
+    """Set the console password of the user with EMAIL (prompted twice); signs them out everywhere."""
+    from threadline.users.service import set_password
+
+    settings = _settings(database_url)
+    password = _prompt_password()
+
+    async def body(session: AsyncSession) -> str:
+        user = await _find_operator(session, email, workspace_name)
+        await set_password(session, user=user, password=password)
+        return str(user.public_id)
+
+    user_id = _with_data(settings, body, write=True)
+    click.echo(f"password set for user {user_id} ({email}); their console sessions were ended")
+
+
+@users.command("sign-in-link")
+@click.argument("email")
+@click.option(
+    "--workspace", "workspace_name", default=None, help="The user's workspace (needed when several have one)."
+)
+@database_url_option
+def users_sign_in_link(email: str, workspace_name: str | None, database_url: str | None) -> None:
+    """Print a one-time sign-in link for the user with EMAIL (a forgotten password, a first sign-in)."""
+    from threadline.console.service import issue_link
+
+    settings = _settings(database_url)
+
+    async def body(session: AsyncSession) -> str:
+        user = await _find_operator(session, email, workspace_name)
+        return await issue_link(session, user=user, ttl=_link_ttl(settings))
+
+    token = _with_data(settings, body, write=True)
+    click.echo(f"a one-time sign-in link for {email} (works once, within {settings.console_link_ttl_hours:g} hours):")
+    click.echo(_sign_in_link(settings, token))
+
+
+@main.group()
 def jobs() -> None:
     """Inspect, retry and purge background jobs."""
 

@@ -52,6 +52,19 @@ class Settings(BaseSettings):
         description="The whole request body must arrive within this many seconds (a 408 after); until it has, "
         "the request holds no database connection and no lock.",
     )
+    console_enabled: bool = Field(
+        default=True, description="Serve the operator console at /console (and redirect / to it)."
+    )
+    console_session_ttl_hours: float = Field(
+        default=168, gt=0, description="How long a console sign-in lasts before the operator signs in again."
+    )
+    console_link_ttl_hours: float = Field(
+        default=72, gt=0, description="How long a one-time sign-in link (CLI, first start) stays usable."
+    )
+    console_sign_in_failures: str = Field(
+        default="5/minute",
+        description="Failed console sign-ins allowed per email and per client address; past it, sign-in is a 429.",
+    )
     idempotency_ttl_hours: int = 24
     idempotency_purge_interval_s: float = Field(default=3600, description="How often expired keys are deleted.")
     api_key_touch_interval_s: int = Field(
@@ -219,7 +232,9 @@ class Settings(BaseSettings):
         description="Context window of models the `openai` provider does not know (vLLM, Ollama, ...).",
     )
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_address", "rate_limit_auth_failures")
+    @field_validator(
+        "rate_limit_per_key", "rate_limit_per_address", "rate_limit_auth_failures", "console_sign_in_failures"
+    )
     @classmethod
     def _valid_rates(cls, value: str) -> str:
         from threadline.kit.ratelimit import parse_rates

@@ -55,7 +55,10 @@ async def test_upgrade_matches_models_then_downgrade_and_upgrade_again(fresh_eng
     assert await migrate.current_revision(fresh_engine) == migrate.head_revision()
     async with fresh_engine.connect() as conn:
         diff = await conn.run_sync(
-            lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+            lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True, "include_name": migrate.include_name}),
+                Base.metadata,
+            )
         )
     assert diff == [], f"models and migrations disagree: {diff}"
     assert set(Base.metadata.tables) <= await _tables(fresh_engine)

@@ -62,6 +62,9 @@ SURFACES = [
         content_type="application/x-www-form-urlencoded",
     ),
     Surface("whatsapp webhook", "POST", "/channels/whatsapp/{integration}/webhook", lambda key: {}),
+    Surface(
+        "console sign-in", "POST", "/console/sign-in", lambda key: {}, content_type="application/x-www-form-urlencoded"
+    ),
 ]
 
 

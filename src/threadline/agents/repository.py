@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
@@ -33,12 +34,29 @@ class AgentRepository(WorkspaceRepository):
             stmt = stmt.where(Agent.type == type)
         return await keyset_page(self.session, stmt, Agent.id, page)
 
+    async def named(self, name: str, *, limit: int) -> Sequence[Agent]:
+        """The oldest ``limit`` agents called exactly ``name``."""
+        stmt = self.scoped(Agent).where(Agent.name == name).order_by(Agent.id).limit(limit)
+        return (await self.session.execute(stmt)).scalars().all()
+
     async def versions_by_id(self, ids: set[int]) -> dict[int, AgentVersion]:
         """The versions with these row ids (e.g. the current versions of a page of agents), in one query."""
         if not ids:
             return {}
         stmt = self.scoped(AgentVersion).where(AgentVersion.id.in_(ids))
         return {v.id: v for v in (await self.session.execute(stmt)).scalars()}
+
+    async def thread_counts(self, agent_ids: set[int]) -> Sequence[Any]:
+        """Rows (agent_id, agent_version_id, threads): how many threads of these agents pin each version (a NULL
+        version: threads started before the agent had one)."""
+        if not agent_ids:
+            return []
+        stmt = (
+            select(Thread.agent_id, Thread.agent_version_id, func.count().label("threads"))
+            .where(Thread.workspace_id == self.workspace_id, Thread.agent_id.in_(agent_ids))
+            .group_by(Thread.agent_id, Thread.agent_version_id)
+        )
+        return (await self.session.execute(stmt)).all()
 
     async def has_threads(self, agent: Agent) -> bool:
         stmt = select(Thread.id).where(Thread.workspace_id == self.workspace_id, Thread.agent_id == agent.id)

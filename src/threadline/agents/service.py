@@ -49,6 +49,12 @@ async def find_agent(session: AsyncSession, *, workspace_id: int, agent_id: str)
     return await AgentRepository(session, workspace_id).get_agent(agent_id)
 
 
+async def agents_named(session: AsyncSession, *, workspace_id: int, name: str, limit: int = 2) -> list[Agent]:
+    """The workspace's agents called exactly ``name``, oldest first, at most ``limit`` (names need not be unique:
+    a caller that names an agent by name tells one from several with ``limit=2``)."""
+    return list(await AgentRepository(session, workspace_id).named(name, limit=limit))
+
+
 async def get_agent(session: AsyncSession, *, workspace_id: int, agent_id: str) -> AgentWithVersion:
     repo = AgentRepository(session, workspace_id)
     agent = await repo.get_agent(agent_id)
@@ -132,6 +138,21 @@ async def get_version(
     agent = await AgentRepository(session, workspace_id).get_agent(agent_id)
     version = await AgentVersionRepository(session, workspace_id, agent.id).get_version(version_id)
     return agent, version
+
+
+async def thread_counts(
+    session: AsyncSession, *, workspace_id: int, agents: list[Agent]
+) -> dict[int, dict[int | None, int]]:
+    """{agent row id: {version row id: threads running it}} for these agents. A thread runs the version it pins,
+    or (pinning none) its agent's current one; None counts those that run none (the agent has no version).
+    One statement."""
+    rows = await AgentRepository(session, workspace_id).thread_counts({a.id for a in agents})
+    current = {a.id: a.current_version_id for a in agents}
+    counts: dict[int, dict[int | None, int]] = {a.id: {} for a in agents}
+    for agent_id, version_id, threads in rows:
+        runs = version_id if version_id is not None else current.get(agent_id)
+        counts[agent_id][runs] = counts[agent_id].get(runs, 0) + int(threads)
+    return counts
 
 
 async def _current_version(repo: AgentRepository, agent: Agent) -> AgentVersion | None:

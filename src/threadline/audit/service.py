@@ -67,6 +67,11 @@ class Actor:
         return cls(AuditActorType.CLI, id=user)
 
     @classmethod
+    def operator(cls, user_public_id: uuid.UUID | str, *, address: str | None = None) -> Actor:
+        """A person signed in to the console (a user of the workspace), and where their request came from."""
+        return cls(AuditActorType.USER, id=str(user_public_id), address=address)
+
+    @classmethod
     def agent(cls, agent_row_id: int) -> Actor:
         """An agent, acting through one of its runs (a handoff to a human)."""
         return cls(AuditActorType.AGENT, row_id=agent_row_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -23,6 +25,25 @@ def alembic_config(url: str | None = None) -> Config:
     if url:
         cfg.set_main_option("sqlalchemy.url", url)
     return cfg
+
+
+# What migration 0014 adds for full-text search outside the models, read only by search.repository: SQLite's FTS5
+# virtual tables (and the shadow tables they keep), PostgreSQL's generated tsvector columns and their GIN indexes.
+FTS_TABLES = ("messages_fts", "end_users_fts")  # external content: their rows are those of messages, end_users
+_FTS_TABLE = re.compile(r"^(messages|end_users)_fts(_(data|idx|docsize|config|content))?$")
+_SEARCH_COLUMNS = {("messages", "search_vector"), ("end_users", "search_vector")}
+_SEARCH_INDEXES = {"ix_messages_search", "ix_end_users_search"}
+
+
+def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
+    """Alembic's filter of what autogenerate compares: all but the full-text search structures of migration 0014."""
+    if type_ == "table":
+        return not (name is not None and _FTS_TABLE.match(name))
+    if type_ == "column":
+        return (parent_names.get("table_name"), name) not in _SEARCH_COLUMNS
+    if type_ == "index":
+        return name not in _SEARCH_INDEXES
+    return True
 
 
 def head_revision() -> str | None:

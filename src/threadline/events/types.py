@@ -8,6 +8,7 @@ from enum import StrEnum
 class EventType(StrEnum):
     MESSAGE_CREATED = "message.created"
     MESSAGE_UPDATED = "message.updated"
+    MESSAGE_DELETED = "message.deleted"
     THREAD_CREATED = "thread.created"
     THREAD_UPDATED = "thread.updated"
     THREAD_DELETED = "thread.deleted"

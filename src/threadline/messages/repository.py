@@ -215,6 +215,18 @@ class MessageRepository(WorkspaceRepository):
         rows = (await self.session.execute(stmt)).all()
         return sorted(rows, key=lambda r: r.seq)
 
+    async def delete_message(self, message: Message) -> None:
+        """Delete one message of a thread and count it out of the thread's ``message_count``. The thread's row is
+        updated first: it is locked as a new message's claim locks it, so a count never misses either."""
+        await self.session.execute(
+            update(Thread)
+            .where(Thread.workspace_id == self.workspace_id, Thread.id == message.thread_id)
+            .values(message_count=case((Thread.message_count > 0, Thread.message_count - 1), else_=0))
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.delete(message)
+        await self.session.flush()
+
     async def channel_of(self, integration_id: int) -> ChannelType | None:
         """The type of integration ``integration_id`` (None if it is gone)."""
         found = await self.session.scalar(select(Integration.type).where(Integration.id == integration_id))

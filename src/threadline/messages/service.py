@@ -366,6 +366,23 @@ async def update_message(
     return message
 
 
+async def delete_message(session: AsyncSession, *, workspace_id: int, thread_id: str, message_id: str) -> None:
+    """Delete one message of a thread (404 when it is not there); ``message.deleted`` says so. The thread keeps its
+    other messages' places (``seq``) and counts one message fewer; replies to it and runs it started lose the
+    reference (the foreign keys set it to NULL)."""
+    message = await get_message(session, workspace_id=workspace_id, thread_id=thread_id, message_id=message_id)
+    public_id = message.public_id
+    await MessageRepository(session, workspace_id).delete_message(message)
+    thread_uid = parse_uuid(thread_id)
+    events.record(
+        session,
+        workspace_id=workspace_id,
+        type=EventType.MESSAGE_DELETED,
+        data={"object": "message", "id": str(public_id), "thread_id": str(thread_uid), "deleted": True},
+        thread_id=thread_uid,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MarkedRead:
     count: int

@@ -3,6 +3,7 @@
 from threadline.models.agent import Agent, AgentVersion
 from threadline.models.api_key import ApiKey
 from threadline.models.audit_event import AuditActorType, AuditEvent
+from threadline.models.console_session import ConsoleSession, SignInLink
 from threadline.models.end_user import EndUser
 from threadline.models.erasure import Erasure, ErasureStatus
 from threadline.models.event import Event
@@ -14,7 +15,7 @@ from threadline.models.run import Run, RunStatus
 from threadline.models.tag import Tag
 from threadline.models.thread import Thread, thread_assignees, thread_tags
 from threadline.models.usage_day import UsageDay
-from threadline.models.user import User
+from threadline.models.user import User, UserRole
 from threadline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from threadline.models.workspace import Workspace
 from threadline.models.workspace_counter import WorkspaceCounter
@@ -25,6 +26,7 @@ __all__ = [
     "ApiKey",
     "AuditActorType",
     "AuditEvent",
+    "ConsoleSession",
     "EndUser",
     "Erasure",
     "ErasureStatus",
@@ -35,10 +37,12 @@ __all__ = [
     "Message",
     "Run",
     "RunStatus",
+    "SignInLink",
     "Tag",
     "Thread",
     "UsageDay",
     "User",
+    "UserRole",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -36,6 +36,13 @@ class Message(IdMixin, WorkspaceMixin, TimestampMixin, Base):
             postgresql_where=text("in_response_to_id IS NOT NULL"),
             sqlite_where=text("in_response_to_id IS NOT NULL"),
         ),
+        # The end user's messages no one has read yet (the inbox's unread counts): only those are in it.
+        Index(
+            "ix_messages_thread_id_unread",
+            "thread_id",
+            postgresql_where=text("read_at IS NULL AND direction = 'INBOUND'"),
+            sqlite_where=text("read_at IS NULL AND direction = 'INBOUND'"),
+        ),
     )
 
     thread_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("threads.id", ondelete="CASCADE"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, Table
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, Table, func, text, type_coerce
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from threadline.db.base import Base
@@ -70,3 +70,19 @@ class Thread(IdMixin, WorkspaceMixin, TimestampMixin, Base):
 
     tags: Mapped[list[Tag]] = relationship(secondary=thread_tags, lazy="raise", order_by=Tag.name)
     assignees: Mapped[list[User]] = relationship(secondary=thread_assignees, lazy="raise", order_by=User.id)
+
+
+# A thread's last activity, what the inbox sorts by: its last message's time, or its creation time while it has
+# no message (never NULL, and never earlier than before: a message only moves its thread up).
+thread_activity = type_coerce(func.coalesce(Thread.last_message_at, Thread.created_at), UTCDateTime())
+# Keyset pages by (activity, number), newest first or oldest first; and the same for the threads handed to a
+# human (the "needs a human" view walks only those).
+Index("ix_threads_workspace_id_activity", Thread.workspace_id, thread_activity, Thread.number)
+Index(
+    "ix_threads_workspace_id_activity_inactive",
+    Thread.workspace_id,
+    thread_activity,
+    Thread.number,
+    postgresql_where=text("NOT active"),
+    sqlite_where=text("active = 0"),
+)

@@ -41,6 +41,7 @@ from threadline.kit.secrets import SecretBox, SecretDecryptionError
 from threadline.models import Erasure, ErasureStatus
 from threadline.models.enums import Direction
 from threadline.privacy.repository import ErasureRepository, ExportRepository
+from threadline.search import service as search
 
 log = structlog.get_logger(__name__)
 
@@ -284,6 +285,8 @@ class Eraser:
                     # Cannot happen (their threads take no new thread); should it, the job's retry erases it.
                     raise RuntimeError("the end user still has a thread")
                 await repo.delete_end_user(end_user_key)
+            # Their words out of SQLite's full-text index too, before the erasure says it is complete.
+            await search.compact_index(repo.session)
             erasure.status = ErasureStatus.COMPLETED
             erasure.step = "done"
             erasure.thread_ids = None

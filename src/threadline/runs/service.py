@@ -9,6 +9,7 @@ one thread never interleave and no message is answered twice.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from threadline.jobs.service import enqueue
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import uuid7
 from threadline.kit.pagination import Page, PageRequest
-from threadline.models import Run, RunStatus
+from threadline.models import Message, Run, RunStatus
 from threadline.models.enums import ChannelType
 from threadline.models.run import FINISHED
 from threadline.runs.repository import RunRepository
@@ -153,6 +154,17 @@ async def get_run(session: AsyncSession, *, workspace_id: int, run_id: str) -> R
     if run is None:
         raise NotFound(f"no run with id '{run_id}'")
     return run
+
+
+async def run_replies(session: AsyncSession, *, workspace_id: int, run: Run) -> list[Message]:
+    """What ``run`` said to the end user so far, in the thread's order: its assistant messages (never its notes for
+    operators, nor an answer it kept hidden)."""
+    return await RunRepository(session, workspace_id).replies(run.id)
+
+
+async def run_public_ids(session: AsyncSession, *, workspace_id: int, run_ids: set[int]) -> dict[int, uuid.UUID]:
+    """{run key: public id} for the runs that messages name (``Message.run_id``): one query."""
+    return await RunRepository(session, workspace_id).public_ids(Run, run_ids)
 
 
 async def list_runs(session: AsyncSession, *, workspace_id: int, thread_id: str, page: PageRequest) -> Page[Run]:

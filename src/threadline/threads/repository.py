@@ -1,19 +1,36 @@
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, exists, false, func, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import aliased, selectinload
 
 from threadline.kit.clock import utcnow
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
 from threadline.models import Agent, AgentVersion, EndUser, Integration, Message, Tag, Thread, User
-from threadline.models.enums import MessageStatus, SentBy
-from threadline.models.thread import thread_assignees, thread_tags
-from threadline.threads.schemas import ThreadFilters
+from threadline.models.enums import ChannelType, Direction, Role, SentBy
+from threadline.models.thread import thread_activity, thread_assignees, thread_tags
+from threadline.threads.schemas import ActivityKey, InboxView, ThreadFilters
+
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
 
 
 class ThreadRepository(WorkspaceRepository):
@@ -100,7 +117,10 @@ class ThreadRepository(WorkspaceRepository):
         return row[0], row[1], row[2], row[3]
 
     async def page(self, page: PageRequest, filters: ThreadFilters) -> Page[Thread]:
-        stmt = self._with_labels()
+        return await keyset_page(self.session, self.narrow(self._with_labels(), filters), Thread.id, page)
+
+    def narrow(self, stmt: AnySelect, filters: ThreadFilters) -> AnySelect:
+        """``stmt`` (over ``threads``) narrowed to ``filters`` (view ``mine`` is ``assigned_user_id``'s filter)."""
         f = filters
         # An id filter that names nothing here matches nothing (it never reveals other workspaces).
         for model, column, value in (
@@ -114,22 +134,35 @@ class ThreadRepository(WorkspaceRepository):
         if f.blocked is not None:
             stmt = stmt.where(Thread.blocked == f.blocked)
         if f.tag_id is not None:
-            stmt = stmt.where(
-                exists().where(
-                    thread_tags.c.thread_id == Thread.id,
-                    thread_tags.c.tag_id == self._key_subquery(Tag, f.tag_id),
-                )
-            )
+            tagged = select(thread_tags.c.thread_id).where(thread_tags.c.tag_id == self._key_subquery(Tag, f.tag_id))
+            stmt = stmt.where(Thread.id.in_(tagged))
         if f.assigned_user_id is not None:
-            stmt = stmt.where(
-                exists().where(
-                    thread_assignees.c.thread_id == Thread.id,
-                    thread_assignees.c.user_id == self._key_subquery(User, f.assigned_user_id),
-                )
-            )
+            stmt = stmt.where(self.assigned_to(f.assigned_user_id))
         if f.updated_since is not None:
             stmt = stmt.where(Thread.updated_at >= f.updated_since)
-        return await keyset_page(self.session, stmt, Thread.id, page)
+        if f.channel is not None:
+            stmt = stmt.where(self.on_channel(f.channel))
+        if f.view is InboxView.NEEDS_HUMAN:
+            stmt = stmt.where(needs_human())
+        elif f.view is InboxView.UNASSIGNED:
+            stmt = stmt.where(~exists().where(thread_assignees.c.thread_id == Thread.id))
+        return stmt
+
+    def assigned_to(self, user_id: str) -> Any:
+        """The threads assigned to this user. IN, not EXISTS: SQLite then reads the user's assignments through
+        their index, instead of probing every thread's (counting one user's among 10,000 threads: 0.3 ms, not 8)."""
+        assigned = select(thread_assignees.c.thread_id).where(
+            thread_assignees.c.user_id == self._key_subquery(User, user_id)
+        )
+        return Thread.id.in_(assigned)
+
+    def on_channel(self, channel: ChannelType) -> Any:
+        """The threads on ``channel``: through an integration of that type, or (the plain API) through none."""
+        of_type = select(Integration.id).where(
+            Integration.workspace_id == self.workspace_id, Integration.type == channel
+        )
+        through = Thread.integration_id.in_(of_type)
+        return or_(Thread.integration_id.is_(None), through) if channel is ChannelType.API else through
 
     def _key_subquery(self, model: Any, public_id: str) -> Any:
         uid = parse_uuid(public_id)
@@ -190,12 +223,165 @@ class ThreadRepository(WorkspaceRepository):
         )
         return (await self.session.execute(stmt)).one_or_none()
 
-    async def agent_messages_waiting(self, thread_key: int) -> list[int]:
-        """The agent's messages of the thread still waiting to be sent on their channel (QUEUED)."""
-        stmt = select(Message.id).where(
-            Message.workspace_id == self.workspace_id,
-            Message.thread_id == thread_key,
-            Message.status == MessageStatus.QUEUED,
-            Message.sent_by == SentBy.AGENT,
+
+CONVERSATION = (Role.USER, Role.ASSISTANT)
+UNREAD_CAP = 100
+
+
+def last_said_by() -> Any:
+    """Who wrote the thread's newest message of the conversation (the end user's, the agent's or an operator's
+    words: not system notes, tool results or hidden messages); NULL when there is none. Correlated to
+    ``threads``: one backward step on (thread_id, seq)."""
+    said = (
+        select(Message.sent_by)
+        .where(Message.thread_id == Thread.id, Message.role.in_(CONVERSATION))
+        .order_by(Message.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return type_coerce(said, String())
+
+
+def needs_human() -> Any:
+    """Handed to a human (``active`` false) and not answered by one since: the conversation's newest message is
+    not an operator's. An end user writing again after the operator's answer puts the thread back in the view."""
+    return and_(~Thread.active, func.coalesce(last_said_by(), "") != SentBy.OPERATOR.value)
+
+
+class InboxRepository(ThreadRepository):
+    """The inbox's reads: threads by last activity, the views' counts, and the rows of a page."""
+
+    async def activity_page(
+        self, stmt: Select[*tuple[Any, ...]], page: PageRequest, *, rows: bool = False
+    ) -> Page[Any]:
+        """``stmt`` (over ``threads``, already narrowed) as a keyset page on (activity, number); ``page.after`` and
+        ``page.before`` are ``ActivityKey``s. Written as ``activity <= t AND (activity < t OR number < n)``, not as
+        a row comparison: SQLite seeks the index only on the former."""
+        act = thread_activity
+        after: ActivityKey | None = page.after
+        before: ActivityKey | None = page.before
+        if after is not None:
+            stmt = stmt.where(act >= after.at, or_(act > after.at, Thread.number > after.number))
+        if before is not None:
+            stmt = stmt.where(act <= before.at, or_(act < before.at, Thread.number < before.number))
+        ascending = after is not None or (before is None and page.order.value == "asc")
+        keys = (act.asc(), Thread.number.asc()) if ascending else (act.desc(), Thread.number.desc())
+        result = await self.session.execute(stmt.order_by(*keys).limit(page.limit + 1))
+        items = list(result.all() if rows else result.scalars().all())
+        has_more = len(items) > page.limit
+        items = items[: page.limit]
+        if ascending != (page.order.value == "asc"):
+            items.reverse()
+        return Page(items=items, has_more=has_more)
+
+    async def threads_by_activity(self, page: PageRequest, filters: ThreadFilters) -> Page[Thread]:
+        """Threads (tags and assignees loaded) in the inbox order."""
+        return await self.activity_page(self.narrow(self._with_labels(), filters), page)
+
+    async def keys_by_activity(self, page: PageRequest, filters: ThreadFilters) -> Page[Any]:
+        """Rows (public_id, number, activity) in the inbox order: what ``rows`` then reads in full."""
+        stmt = select(Thread.public_id, Thread.number, thread_activity.label("activity")).where(
+            Thread.workspace_id == self.workspace_id
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self.activity_page(self.narrow(stmt, filters), page, rows=True)
+
+    async def counts(self, filters: ThreadFilters) -> dict[str, int | None]:
+        """One statement: (all, needs_human, unassigned, mine) under ``filters``, its view left out and its
+        ``assigned_user_id`` naming whose threads "mine" counts (None without it)."""
+        base = dataclasses.replace(filters, assigned_user_id=None)
+
+        def count(view: InboxView, *extra: Any) -> Any:
+            stmt = select(func.count()).select_from(Thread).where(Thread.workspace_id == self.workspace_id, *extra)
+            return self.narrow(stmt, dataclasses.replace(base, view=view)).scalar_subquery()
+
+        columns = [
+            count(InboxView.ALL).label("all"),
+            count(InboxView.NEEDS_HUMAN).label("needs_human"),
+            count(InboxView.UNASSIGNED).label("unassigned"),
+        ]
+        if filters.assigned_user_id is not None:
+            columns.append(count(InboxView.ALL, self.assigned_to(filters.assigned_user_id)).label("mine"))
+        row = (await self.session.execute(select(*columns))).one()
+        return {"mine": None, **row._asdict()}
+
+    async def rows(self, thread_ids: list[uuid.UUID]) -> tuple[list[Any], list[Any], list[Any]]:
+        """What the inbox shows of these threads (public ids), in three statements whatever their number: the
+        threads with their agent, end user, channel, newest message, unread count and handoff state; their tags
+        and their assignees (by the thread's key, ``id`` of the first)."""
+        if not thread_ids:
+            return [], [], []
+        threads = list(
+            (await self.session.execute(_ROWS[0], {"workspace_id": self.workspace_id, "ids": thread_ids})).all()
+        )
+        params = {"workspace_id": self.workspace_id, "keys": [t.id for t in threads]}
+        tags, users = [list((await self.session.execute(stmt, params)).all()) for stmt in _ROWS[1:]]
+        return threads, tags, users
+
+
+def _rows_statements() -> tuple[Select[*tuple[Any, ...]], ...]:
+    """InboxRepository.rows's statements, built once: the page's thread keys and the workspace are parameters."""
+    keys: Any = bindparam("keys", expanding=True)
+    workspace: Any = bindparam("workspace_id")
+    last = aliased(Message, name="last_message")
+    unread = (
+        select(func.count())
+        .select_from(
+            select(Message.id)
+            .where(
+                Message.thread_id == Thread.id,
+                Message.read_at.is_(None),
+                # Spelled out, not a parameter: only then may the database use the partial index of unread ones.
+                Message.direction == literal_column(f"'{Direction.INBOUND.value}'"),
+            )
+            .correlate(Thread)
+            .limit(UNREAD_CAP)
+            .subquery()
+        )
+        .scalar_subquery()
+    )
+    threads = (
+        select(
+            Thread.id,
+            Thread.public_id,
+            Thread.number,
+            Thread.active,
+            Thread.blocked,
+            thread_activity.label("activity"),
+            Agent.public_id.label("agent_id"),
+            Agent.name.label("agent_name"),
+            EndUser.public_id.label("end_user_id"),
+            EndUser.display_name,
+            EndUser.channel.label("end_user_channel"),
+            EndUser.address,
+            Integration.type.label("channel"),
+            last.public_id.label("last_id"),
+            last.role.label("last_role"),
+            last.sent_by.label("last_sent_by"),
+            last.type.label("last_type"),
+            func.substr(last.content, 1, 400).label("last_content"),
+            last.created_at.label("last_created_at"),
+            unread.label("unread"),
+            needs_human().label("needs_human"),
+        )
+        .join(Agent, Agent.id == Thread.agent_id)
+        .join(EndUser, EndUser.id == Thread.end_user_id)
+        .outerjoin(Integration, Integration.id == Thread.integration_id)
+        .outerjoin(last, and_(last.thread_id == Thread.id, last.seq == Thread.last_seq))
+        .where(Thread.workspace_id == workspace, Thread.public_id.in_(bindparam("ids", expanding=True)))
+    )
+    tags = (
+        select(thread_tags.c.thread_id, Tag.public_id, Tag.name, Tag.color)
+        .join(Tag, Tag.id == thread_tags.c.tag_id)
+        .where(thread_tags.c.thread_id.in_(keys), Tag.workspace_id == workspace)
+        .order_by(Tag.name)
+    )
+    users = (
+        select(thread_assignees.c.thread_id, User.public_id, User.email, User.first_name, User.last_name)
+        .join(User, User.id == thread_assignees.c.user_id)
+        .where(thread_assignees.c.thread_id.in_(keys), User.workspace_id == workspace)
+        .order_by(User.id)
+    )
+    return threads, tags, users
+
+
+_ROWS = _rows_statements()

@@ -4,7 +4,7 @@ from sqlalchemy import delete, func
 
 from threadline.kit.pagination import Page, PageRequest, keyset_page
 from threadline.kit.repository import WorkspaceRepository
-from threadline.models import User
+from threadline.models import ConsoleSession, User
 
 
 class UserRepository(WorkspaceRepository):
@@ -25,4 +25,11 @@ class UserRepository(WorkspaceRepository):
 
     async def delete_user(self, user: User) -> None:
         stmt = delete(User).where(User.id == user.id, User.workspace_id == self.workspace_id)
+        await self.session.execute(stmt)
+
+    async def end_sessions(self, user: User) -> None:
+        """Sign ``user`` out of the console everywhere (their password changed)."""
+        stmt = delete(ConsoleSession).where(
+            ConsoleSession.user_id == user.id, ConsoleSession.workspace_id == self.workspace_id
+        )
         await self.session.execute(stmt)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from threadline.kit.schemas import SPACES, InputModel, ListPage, Metadata, NotNull, OutputModel
-from threadline.models import User
+from threadline.models import User, UserRole
 
 # Loose on purpose: one '@' with something on each side and no spaces; deliverability is not ours to judge.
 _NOT_AT_OR_SPACE = rf"[^@{SPACES}]"
@@ -22,11 +22,18 @@ Email = Annotated[
 PersonName = Annotated[str, Field(max_length=200)]
 
 
+RoleField = Field(
+    description="What the user may do in the operator console: `admin` also manages keys, "
+    "integrations and users; `operator` works the inbox."
+)
+
+
 class UserCreate(InputModel):
     email: Email
     first_name: PersonName | None = None
     last_name: PersonName | None = None
     metadata: Metadata = Field(default_factory=dict)
+    role: Annotated[UserRole, RoleField] = UserRole.OPERATOR
 
 
 class UserUpdate(InputModel):
@@ -34,6 +41,7 @@ class UserUpdate(InputModel):
     first_name: PersonName | None = None
     last_name: PersonName | None = None
     metadata: Annotated[Metadata | None, NotNull] = None
+    role: Annotated[UserRole | None, NotNull, RoleField] = None
 
 
 class UserRead(OutputModel):
@@ -43,6 +51,7 @@ class UserRead(OutputModel):
     first_name: str | None
     last_name: str | None
     metadata: dict[str, Any]
+    role: UserRole
     created_at: datetime
     updated_at: datetime
 
@@ -54,6 +63,7 @@ class UserRead(OutputModel):
             first_name=user.first_name,
             last_name=user.last_name,
             metadata=user.metadata_,
+            role=user.role,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )

@@ -1,4 +1,5 @@
-"""Users: the human operators of a workspace (email unique per workspace, case-insensitively)."""
+"""Users: the human operators of a workspace (email unique per workspace, case-insensitively), their console
+role and their password."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from threadline.errors import Conflict
 from threadline.kit.ids import parse_uuid
 from threadline.kit.pagination import Page, PageRequest
 from threadline.models import User
+from threadline.users import passwords
 from threadline.users.repository import UserRepository
 from threadline.users.schemas import UserCreate, UserUpdate
 
@@ -27,6 +29,7 @@ async def create_user(session: AsyncSession, *, workspace_id: int, data: UserCre
         first_name=data.first_name,
         last_name=data.last_name,
         metadata_=data.metadata,
+        role=data.role,
     )
     # The check above misses a concurrent insert of the same email; the unique constraint does not.
     try:
@@ -76,3 +79,21 @@ async def find_user(session: AsyncSession, *, workspace_id: int, ref: str) -> Us
     if parse_uuid(ref) is not None:
         return await repo.find(User, ref)
     return await repo.by_email(ref.strip())
+
+
+async def set_password(session: AsyncSession, *, user: User, password: str) -> None:
+    """Gives ``user`` this password (a 422 naming ``password`` when it is too short or too long) and ends every
+    console session they have: whoever signed in with the old one is signed out."""
+    user.password_hash = await passwords.hash_password(password)
+    await UserRepository(session, user.workspace_id).end_sessions(user)
+
+
+async def check_password(session: AsyncSession, *, user: User | None, password: str) -> bool:
+    """Whether ``password`` is ``user``'s (False for no user, or one without a password, after the same work).
+    A hash made with older parameters is replaced by one with today's."""
+    stored = user.password_hash if user is not None else None
+    if not await passwords.verify_password(stored, password):
+        return False
+    if user is not None and stored is not None and passwords.needs_rehash(stored):
+        user.password_hash = await passwords.hash_password(password)
+    return user is not None

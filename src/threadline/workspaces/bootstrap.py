@@ -1,7 +1,8 @@
-"""First start: on an empty database, create workspace ``default``, an admin key and a demo agent.
+"""First start: on an empty database, create workspace ``default``, an admin key, an admin operator and a
+demo agent.
 
-The admin key's secret is printed once, to stdout, and never logged: logs are shipped and kept,
-stdout of a first start is read by the person who started it.
+The admin key's secret and the operator's one-time sign-in link are printed once, to stdout, and never
+logged: logs are shipped and kept, stdout of a first start is read by the person who started it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib.util
 import sys
 import textwrap
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TextIO
 
 import structlog
@@ -18,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from threadline.api_keys.service import create_key
 from threadline.audit.service import Actor
 from threadline.config import Settings
+from threadline.console import service as console
 from threadline.db.engine import WRITE_OPTION
 from threadline.flows.send import append_message
 from threadline.messages.service import NewMessage
-from threadline.models import Agent, AgentVersion, EndUser, Thread
+from threadline.models import Agent, AgentVersion, EndUser, Thread, UserRole
 from threadline.models.enums import AgentMode, AgentType, ChannelType, Role, Scope
 from threadline.workspaces import numbers
 from threadline.workspaces.repository import advisory_lock
@@ -31,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_WORKSPACE = "default"
 BOOTSTRAP_KEY_NAME = "bootstrap admin"
+BOOTSTRAP_OPERATOR_EMAIL = "admin@localhost"
 # Any constant bigint works; this one spells "threadln" in ASCII so it is recognisable in pg_locks.
 ADVISORY_LOCK_ID = 0x7468726561646C6E
 
@@ -120,6 +124,8 @@ class Bootstrapped:
     prompt_agent_id: str = ""
     prompt_agent_note: str = ""
     prompt_thread_id: str = ""  # the demo user's thread with the PROMPT demo agent, when it has a model
+    operator_email: str = ""  # the admin operator of the console
+    sign_in_path: str = ""  # their one-time sign-in link (path and token), when the console is on
 
 
 async def bootstrap_if_empty(
@@ -208,6 +214,13 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
         thread_id=str(thread.public_id),
         new=NewMessage(role=Role.USER, content="Hello! This is the demo user's first message."),
     )
+    operator = await console.create_operator(
+        session, workspace_id=workspace.id, email=BOOTSTRAP_OPERATOR_EMAIL, role=UserRole.ADMIN, first_name="Admin"
+    )
+    sign_in_path = ""
+    if settings.console_enabled:
+        token = await console.issue_link(session, user=operator, ttl=timedelta(hours=settings.console_link_ttl_hours))
+        sign_in_path = console.link_path(token)
     prompt_agent, note = await _prompt_demo_agent(session, workspace.id, settings)
     prompt_thread = None
     if prompt_agent.current_version_id is not None:
@@ -232,6 +245,8 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
         agent_id=str(agent.public_id),
         end_user_id=str(end_user.public_id),
         thread_id=str(thread.public_id),
+        operator_email=operator.email,
+        sign_in_path=sign_in_path,
     )
 
 
@@ -312,6 +327,30 @@ def base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def site_url(settings: Settings) -> str:
+    """The URL people open: the public base URL when one is set, else this machine's (``base_url``)."""
+    return settings.public_base_url.rstrip("/") if settings.public_base_url else base_url(settings)
+
+
+def _console_lines(created: Bootstrapped, settings: Settings) -> list[str]:
+    """The console's URL and the admin operator's one-time sign-in link."""
+    if not created.sign_in_path:
+        return []
+    site = site_url(settings)
+    hours = f"{settings.console_link_ttl_hours:g}"
+    return [
+        f"  The operator console: {site}/console",
+        f"  Sign in as {created.operator_email} (an admin) with this link: it works ONCE, within {hours} hours,",
+        "  and asks you to choose a password:",
+        "",
+        f"    {site}{created.sign_in_path}",
+        "",
+        f"  A new link later: threadline users sign-in-link {created.operator_email} --workspace "
+        f"{created.workspace_name}",
+        "",
+    ]
+
+
 def _prompt_demo_lines(created: Bootstrapped, url: str) -> list[str]:
     """How to talk to the PROMPT demo agent, when it has a model: its thread and a curl line, as for the flow."""
     if not created.prompt_thread_id:
@@ -350,6 +389,7 @@ def banner(created: Bootstrapped, settings: Settings) -> str:
         textwrap.fill(created.prompt_agent_note, width=78, initial_indent="  ", subsequent_indent="  "),
         "",
         *_prompt_demo_lines(created, url),
+        *_console_lines(created, settings),
         f"  API docs: {url}/docs    More keys: threadline keys create --workspace "
         f"{created.workspace_name} --scopes read,write",
         rule,

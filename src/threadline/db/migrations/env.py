@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 import threadline.models  # noqa: F401  (registers every table)
 from threadline.db.base import Base
+from threadline.db.migrate import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -20,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
