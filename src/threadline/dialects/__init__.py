@@ -1,4 +1,4 @@
-"""The four vendors' APIs, each served at its own base URL from the same store (see docs/dialects/)."""
+"""The four vendors' APIs and OpenAI's, each served at its own base URL from the same store (see docs/dialects/)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from threadline.dialects.mapping import VENDORS
 
 
 def dialects() -> list[Dialect]:
-    return [importlib.import_module(f"threadline.dialects.{vendor}.endpoints").DIALECT for vendor in VENDORS]
+    from threadline.dialects.openai.endpoints import DIALECT as OPENAI
+
+    vendors = [importlib.import_module(f"threadline.dialects.{vendor}.endpoints").DIALECT for vendor in VENDORS]
+    return [*vendors, OPENAI]
 
 
 def install(app: FastAPI) -> None:
     """Mount every dialect's routes under its prefix and render errors there in its envelope. The routes
-    stay out of /openapi.json: their contract is the vendor's document (``../shared/specs``)."""
+    stay out of /openapi.json: their contract is the vendor's document (``tests/dialects/documents``, and OpenAI's
+    own in ``tests/dialects/openai``)."""
     for dialect in dialects():
         app.include_router(dialect.router, prefix=dialect.prefix, include_in_schema=False)
         app.state.surfaces.register(dialect.prefix, dialect.render_error)

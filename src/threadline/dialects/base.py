@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic_core import to_json
@@ -31,7 +31,7 @@ KeyExtractor = Callable[[Headers], str | None]
 class Dialect:
     """A vendor's API served under ``prefix`` (its base URL), with its own error envelope."""
 
-    vendor: Vendor
+    vendor: Vendor | Literal["openai"]
     prefix: str
     router: APIRouter
     render_error: ErrorRenderer
