@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from threadline.agents import service as agents
+from threadline.console import display
 from threadline.console.deps import OperatorDep
 from threadline.console.service import Operator
 from threadline.console.web import PREFIX, is_htmx, page
@@ -61,12 +62,6 @@ VIEWS: tuple[tuple[InboxView, str, str], ...] = (
     (InboxView.ALL, "All", "stack"),
 )
 VIEW_LABELS = {view: label for view, label, _ in VIEWS}
-CHANNELS: tuple[tuple[ChannelType, str], ...] = (
-    (ChannelType.API, "API"),
-    (ChannelType.SMS, "SMS"),
-    (ChannelType.WHATSAPP, "WhatsApp"),
-)
-CHANNEL_LABELS = dict(CHANNELS)
 BLOCKED = {"yes": True, "no": False}
 
 
@@ -270,23 +265,11 @@ class InboxContext:
             return f"{at.strftime('%b')} {at.day}"
         return f"{at.strftime('%b')} {at.day}, {at.year}"
 
-    @staticmethod
-    def iso(at: datetime) -> str:
-        return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-    @staticmethod
-    def initials(name: str) -> str:
-        parts = [p for p in re.split(r"[\s._@-]+", name) if p and p[0].isalnum()]
-        return "".join(p[0] for p in parts[:2]).upper() or "?"
-
-    @staticmethod
-    def hue(key: str) -> int:
-        """One of 8 avatar colours, the same for the same person every time."""
-        return sum(key.encode()) % 8
-
-    @staticmethod
-    def channel_label(channel: ChannelType) -> str:
-        return CHANNEL_LABELS.get(channel, channel.value)
+    iso = staticmethod(display.iso)
+    initials = staticmethod(display.initials)
+    hue = staticmethod(display.hue)
+    channel_label = staticmethod(display.channel_label)
+    person = staticmethod(display.person)
 
     @staticmethod
     def who(sent_by: SentBy, role: Role) -> str:
@@ -300,10 +283,6 @@ class InboxContext:
     @staticmethod
     def unread(count: int) -> str:
         return "99+" if count >= inbox.UNREAD_CAP else str(count)
-
-    @staticmethod
-    def person(first: str | None, last: str | None, email: str) -> str:
-        return " ".join(p for p in (first, last) if p) or email
 
 
 async def inbox_context(

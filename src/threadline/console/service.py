@@ -18,7 +18,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from threadline.console import repository
+from threadline.console import display, repository
 from threadline.console.repository import ConsoleRepository
 from threadline.errors import Conflict, ThreadlineError, ValidationFailed
 from threadline.kit.clock import utcnow
@@ -74,8 +74,7 @@ class Operator:
 
     @property
     def name(self) -> str:
-        full = " ".join(part for part in (self.first_name, self.last_name) if part)
-        return full or self.email
+        return display.person(self.first_name, self.last_name, self.email)
 
     @property
     def initials(self) -> str:

@@ -6,7 +6,6 @@ untrusted (the templates escape it)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +14,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.console import display
 from threadline.end_users import service as end_users
 from threadline.errors import NotFound, ThreadlineError
 from threadline.events.repository import EventRepository
 from threadline.kit.pagination import Order, PageRequest
 from threadline.messages import service as messages
 from threadline.models import Message
-from threadline.models.enums import ChannelType, Direction, MessageStatus, MessageType, Role, SentBy
+from threadline.models.enums import Direction, MessageStatus, MessageType, Role, SentBy
 from threadline.models.run import RunStatus
 from threadline.runs import service as runs
 from threadline.tags import service as tags
@@ -363,9 +363,10 @@ class Fmt:
     """Small formatting helpers the thread templates call (as ``fmt``). Times are UTC here; console.js shows
     them in the operator's own time zone."""
 
-    @staticmethod
-    def iso(at: datetime) -> str:
-        return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    iso = staticmethod(display.iso)
+    initials = staticmethod(display.initials)
+    hue = staticmethod(display.hue)
+    channel = staticmethod(display.channel_label)
 
     @staticmethod
     def clock(at: datetime) -> str:
@@ -382,23 +383,8 @@ class Fmt:
             return ""
         return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
-    @staticmethod
-    def initials(name: str) -> str:
-        parts = [p for p in re.split(r"[\s._@+-]+", name) if p and p[0].isalnum()]
-        return "".join(p[0] for p in parts[:2]).upper() or "?"
-
-    @staticmethod
-    def hue(key: str) -> int:
-        """One of 8 avatar colours, the same for the same person every time."""
-        return sum(key.encode()) % 8
-
-    @staticmethod
-    def channel(channel: ChannelType | str) -> str:
-        return CHANNEL_LABELS.get(str(channel), str(channel))
-
 
 FMT = Fmt()
-CHANNEL_LABELS = {ChannelType.API.value: "API", ChannelType.SMS.value: "SMS", ChannelType.WHATSAPP.value: "WhatsApp"}
 
 
 # ------------------------------------------------------------------------------------------------ the thread
@@ -511,8 +497,7 @@ class ThreadContext:
     def agent_has_it(self) -> bool:
         return self.row.active
 
-    def person(self, first: str | None, last: str | None, email: str) -> str:
-        return " ".join(p for p in (first, last) if p) or email
+    person = staticmethod(display.person)
 
 
 def end_user_name(display_name: str | None, address: str | None) -> str:
@@ -536,7 +521,7 @@ async def operator_names(session: AsyncSession, *, workspace_id: int, me: int) -
             session, workspace_id=workspace_id, page=PageRequest(limit=100, order=Order.ASC, after=after)
         )
         for u in found.items:
-            name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email
+            name = display.person(u.first_name, u.last_name, u.email)
             people.append(Person(str(u.public_id), u.id, name, u.email, u.id == me))
         if not found.has_more or not found.items:
             break
