@@ -392,6 +392,9 @@ async def test_hostile_content_renders_as_text_and_fires_no_dialog(
     await say(api, thread["id"], HOSTILE + " (live)")
     await say(api, thread["id"], HOSTILE, role="system")
     await page.locator("#msgs .msg-text", has_text="(live)").wait_for(timeout=2000)
+    # The system note too, before typing: a message the view appends from its own POST lands at the end even if
+    # an earlier one is still on its way through the stream (the order is right again on the next load).
+    await page.locator("#msgs .msg-system").first.wait_for(timeout=2000)
     reply = page.get_by_label("Reply")
     await reply.fill(HOSTILE + " (typed)")
     await reply.press("Enter")
