@@ -62,7 +62,13 @@ async def _a_busy_inbox(v1: httpx.AsyncClient, account: OperatorAccount) -> dict
         v1,
         name="Acme Bikes support",
         description="Answers customers on SMS, WhatsApp and the website chat.",
-        version={"mode": "PROMPT", "provider": "local", "system_prompt": prompt, "max_tokens": 300},
+        version={
+            "mode": "PROMPT",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "system_prompt": prompt,
+            "max_tokens": 300,
+        },
     )
     sms = await create_integration(v1, sms_body())
     whatsapp = await create_integration(v1, whatsapp_body())
