@@ -320,7 +320,7 @@ async def workspace(url: str) -> str:
     """Migrations, a workspace and an admin key; returns the key."""
     engine = create_engine(Settings(database_url=url))
     await migrate.upgrade(engine)
-    maker = create_sessionmaker(write_engine(engine))
+    maker = create_sessionmaker(write_engine(engine), Settings())
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
         _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())
@@ -418,7 +418,7 @@ class Store:
 
     def __init__(self, url: str, integration_id: str) -> None:
         self.engine = create_engine(Settings(database_url=url))
-        self.maker = create_sessionmaker(self.engine)
+        self.maker = create_sessionmaker(self.engine, Settings())
         self.integration = (
             select(Integration.id).where(Integration.public_id == uuid.UUID(integration_id)).scalar_subquery()
         )

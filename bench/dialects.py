@@ -65,7 +65,7 @@ async def prepare(url: str) -> str:
     settings = Settings(database_url=url, bootstrap=False)
     engine = create_engine(settings)
     await migrate.upgrade(engine)
-    async with create_sessionmaker(engine)() as session, session.begin():
+    async with create_sessionmaker(engine, Settings())() as session, session.begin():
         ws = await create_workspace(session, name="bench")
         _, key = await create_key(
             session, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system()

@@ -67,7 +67,7 @@ TARGET_P99_MS = 100
 async def fixture(url: str, catch_up: int) -> dict[str, Any]:
     engine = create_engine(Settings(database_url=url))
     await migrate.upgrade(engine)
-    maker = create_sessionmaker(write_engine(engine))
+    maker = create_sessionmaker(write_engine(engine), Settings())
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
         _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())

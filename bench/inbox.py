@@ -119,7 +119,9 @@ class Loaded:
 
 
 async def create_fixture(engine: AsyncEngine) -> Fixture:
-    maker = create_sessionmaker(engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine)
+    maker = create_sessionmaker(
+        engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine, Settings()
+    )
     async with maker() as session, session.begin():
         ws = await create_workspace(session, name=f"inbox-bench-{secrets.token_hex(3)}")
         _, key = await create_key(
@@ -558,7 +560,7 @@ async def deep_cursor(engine: AsyncEngine, fx: Fixture, rank: int) -> str:
 
 
 async def service_cases(engine: AsyncEngine, fx: Fixture, loaded: Loaded, deep: str) -> dict[str, Any]:
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     user = fx.users[0][1]
     ws = fx.workspace_id
 

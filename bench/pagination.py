@@ -299,7 +299,9 @@ class BenchDatabase:
 
 def write_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # SQLite writers must BEGIN IMMEDIATE (see threadline.db.engine); PostgreSQL needs nothing special.
-    return create_sessionmaker(engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine)
+    return create_sessionmaker(
+        engine.execution_options(**{WRITE_OPTION: True}) if is_sqlite(engine) else engine, Settings()
+    )
 
 
 async def create_fixture(engine: AsyncEngine) -> Fixture:
@@ -474,7 +476,7 @@ def load_sqlite(db: BenchDatabase, dialect: Any, fx: Fixture, n: int) -> dict[st
 
 async def verify_load(engine: AsyncEngine, fx: Fixture, n: int) -> None:
     """Read rows back through the ORM: if the loader wrote a wrong format, this is where it shows."""
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     async with maker() as session:
         thread = (await session.execute(select(Thread).where(Thread.id == fx.read_thread_key))).scalar_one()
         assert thread.last_seq == n and thread.message_count == n, (thread.last_seq, thread.message_count)
@@ -503,7 +505,7 @@ async def verify_load(engine: AsyncEngine, fx: Fixture, n: int) -> None:
 
 
 async def ids_by_seq(engine: AsyncEngine, thread_key: int, seqs: list[int]) -> dict[int, str]:
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     async with maker() as session:
         rows = await session.execute(
             select(Message.seq, Message.public_id).where(Message.thread_id == thread_key, Message.seq.in_(seqs))
@@ -521,7 +523,7 @@ async def service_timings(
 ) -> dict[str, Stats]:
     """``messages.service.list_messages`` in this process (thread lookup, cursor lookup, page query, ORM
     rows), one session per call, cases interleaved: the database's share of a request."""
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     cases = [c for c in cases if c.path is None]
     samples: dict[str, list[float]] = {c.name: [] for c in cases}
 
@@ -552,7 +554,7 @@ async def service_timings(
 
 async def query_plans(engine: AsyncEngine, fx: Fixture, n: int) -> dict[str, str]:
     """The plan of the page query the repository builds, for the first, middle and newest pages."""
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     sqlite = is_sqlite(engine)
     plans: dict[str, str] = {}
     async with maker() as session:
@@ -881,7 +883,7 @@ async def measure_writes(
 
 async def verify_writes(engine: AsyncEngine, fx: Fixture, created: int) -> dict[str, Any]:
     """The write thread must hold exactly the created messages, numbered 1..created with no gap."""
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     async with maker() as session:
         thread = (await session.execute(select(Thread).where(Thread.id == fx.write_thread_key))).scalar_one()
         count, lo, hi = (

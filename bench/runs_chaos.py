@@ -361,7 +361,7 @@ async def settle(maker: Any, within_s: float = 60.0) -> int:
 
 async def checks(url: str, chaos: Chaos) -> dict[str, Any]:
     engine = create_engine(Settings(database_url=url))
-    maker = create_sessionmaker(engine)
+    maker = create_sessionmaker(engine, Settings())
     unfinished = await settle(maker)
     await asyncio.sleep(0.5)
     async with maker() as s:

@@ -191,7 +191,7 @@ def process(args: list[str], env: dict[str, str], name: str) -> Iterator[subproc
 async def fixture(url: str) -> dict[str, Any]:
     engine = create_engine(Settings(database_url=url))
     await migrate.upgrade(engine)
-    maker = create_sessionmaker(write_engine(engine))
+    maker = create_sessionmaker(write_engine(engine), Settings())
     async with maker() as s, s.begin():
         ws = await create_workspace(s, name="bench")
         _, key = await create_key(s, workspace_id=ws.id, scopes=(Scope.ADMIN,), name="bench", actor=Actor.system())
@@ -212,7 +212,7 @@ async def fixture(url: str) -> dict[str, Any]:
 async def delivery_states(url: str) -> dict[str, Any]:
     engine = create_engine(Settings(database_url=url))
     try:
-        async with create_sessionmaker(engine)() as s:
+        async with create_sessionmaker(engine, Settings())() as s:
             rows = await s.execute(
                 select(WebhookDelivery.status, WebhookDelivery.attempts, func.count()).group_by(
                     WebhookDelivery.status, WebhookDelivery.attempts

@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from threadline.app import create_app
 from threadline.audit.service import Actor
 from threadline.config import Settings, normalize_database_url
 from threadline.db import migrate
-from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, write_engine
+from threadline.db.engine import SETTINGS_INFO, create_engine, create_sessionmaker, is_sqlite, write_engine
 from threadline.models.enums import Scope
 from threadline.workspaces.service import create_workspace
 
@@ -104,8 +104,29 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(write_engine(engine))
+def sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(write_engine(engine), settings)
+
+
+@pytest.fixture
+def tune(
+    monkeypatch: pytest.MonkeyPatch, app: Any, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> Callable[..., Settings]:
+    """Change settings for one test, where the session's app and workers read them: ``tune(job_max_attempts=2)``.
+
+    Settings are frozen and handed on, so the changed copy goes where they are handed: the app's state
+    (requests), and the sessions of the app's and of the test's sessionmakers (services, and the workers made
+    without settings of their own, which take their sessions'). Each call builds on the one before."""
+    current = [settings]
+
+    def apply(**changes: Any) -> Settings:
+        current[0] = current[0].replace(**changes)
+        monkeypatch.setitem(app.state._state, "settings", current[0])  # (State keeps its attributes in _state)
+        for maker in (app.state.sessionmaker, app.state.read_sessionmaker, sessionmaker):
+            monkeypatch.setitem(maker.kw["info"], SETTINGS_INFO, current[0])
+        return current[0]
+
+    return apply
 
 
 @pytest.fixture(scope="session")

@@ -114,7 +114,7 @@ def fuzzed_server(database_url: str, settings: Any) -> Iterator[str]:
     ``stream=true``, Altur's POST) is capped short instead of holding each generated request."""
     with live_server(
         database_url,
-        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
         THREADLINE_MESSAGE_WAIT_MAX_S="0.2",
         # Event streams end at once, so that a generated request to one gets its whole answer.
         THREADLINE_SSE_MAX_DURATION_S="0.3",

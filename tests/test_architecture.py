@@ -86,7 +86,6 @@ LAYER_RULES: tuple[tuple[str, int], ...] = (
     # 1 surfaces: the entry points of processes, HTTP and the worker.
     ("cli", SURFACE),
     ("app", SURFACE),
-    ("defaults", SURFACE),  # applies the settings to the services at a process's start
     ("web", SURFACE),
     ("web.*", SURFACE),  # ASGI middleware and the request dependencies
     ("dialects", SURFACE),

@@ -17,7 +17,6 @@ from threadline.auth.watch import CredentialWatch
 from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_engine, create_sessionmaker, is_sqlite, read_engine, write_engine
-from threadline.defaults import configure_services
 from threadline.engines.providers.registry import close_providers
 from threadline.events.hub import EventHub
 from threadline.kit.clock import ago, days
@@ -55,32 +54,33 @@ threadline's native API. Conventions (see docs/api.md):
 
 def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     engine = engine or create_engine(settings)
-    configure_services(settings)
-    if settings.secret_keys is not None:
+    if settings.database.secret_keys is not None:
         secret_box(settings)  # a malformed key fails here, naming its position (never echoing it)
-    read_maker = create_sessionmaker(read_engine(engine))
-    write_maker = create_sessionmaker(write_engine(engine))
+    read_maker = create_sessionmaker(read_engine(engine), settings)
+    write_maker = create_sessionmaker(write_engine(engine), settings)
     events_hub = EventHub(read_maker=read_maker, postgres_dsn=_listen_dsn(engine))
     metrics = Metrics()  # a registry of this app's own, never prometheus-client's global one
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auto_migrate:
+        if settings.database.auto_migrate:
             await migrate.upgrade(engine)
-        if settings.bootstrap:
+        if settings.server.bootstrap:
             from threadline.workspaces.bootstrap import bootstrap_if_empty
 
             await bootstrap_if_empty(write_maker, settings)
         purger = asyncio.create_task(_housekeeping(write_maker, settings))
         refresher = (
-            asyncio.create_task(refresh_periodically(metrics, read_maker, settings.metrics_refresh_interval_s))
-            if settings.metrics_enabled
+            asyncio.create_task(refresh_periodically(metrics, read_maker, settings.server.metrics_refresh_interval_s))
+            if settings.server.metrics_enabled
             else None
         )
-        worker, worker_task = _start_worker(settings, write_maker, metrics) if settings.run_workers else (None, None)
-        log.info("app.started", database=engine.dialect.name, workers=settings.run_workers)
+        worker, worker_task = (
+            _start_worker(settings, write_maker, metrics) if settings.jobs.run_workers else (None, None)
+        )
+        log.info("app.started", database=engine.dialect.name, workers=settings.jobs.run_workers)
         try:
             yield
         finally:
@@ -112,21 +112,21 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.sessionmaker = write_maker
     app.state.read_sessionmaker = read_maker
     app.state.surfaces = SurfaceRegistry([("/v1", render_native)])
-    app.state.last_used = LastUsedRecorder(write_maker, settings.api_key_touch_interval_s)
+    app.state.last_used = LastUsedRecorder(write_maker, settings.server.api_key_touch_interval_s)
     app.state.metrics = metrics
     app.state.events = events_hub
-    app.state.credentials = CredentialWatch(read_maker, settings.credential_check_interval_s)
+    app.state.credentials = CredentialWatch(read_maker, settings.events.credential_check_interval_s)
     app.state.limits = Limits.from_settings(settings)
 
     install_error_handlers(app)
     app.add_exception_handler(IdempotentReplay, replay_response)
     _include_routers(app)
     add_docs(app, title=app.title, openapi_url="/openapi.json")
-    if settings.metrics_enabled:
+    if settings.server.metrics_enabled:
         _add_metrics_endpoint(app, metrics)
 
     app.add_middleware(
-        IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours, box=lambda: secret_box(settings)
+        IdempotencyMiddleware, ttl_hours=settings.server.idempotency_ttl_hours, box=lambda: secret_box(settings)
     )
     app.add_middleware(
         DatabaseSessionMiddleware, read_maker=read_maker, write_maker=write_maker, serialize_writes=is_sqlite(engine)
@@ -138,17 +138,19 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         read_maker=read_maker,
         last_used=app.state.last_used,
         rates=app.state.limits.rates,
-        trust_forwarded=settings.trust_forwarded_headers,
+        trust_forwarded=settings.server.trust_forwarded_headers,
     )
     app.add_middleware(
-        BufferedBodyMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.request_body_timeout_s
+        BufferedBodyMiddleware,
+        max_bytes=settings.server.max_request_bytes,
+        timeout_s=settings.server.request_body_timeout_s,
     )
     app.add_middleware(
         RequestContextMiddleware,
-        metrics=metrics if settings.metrics_enabled else None,
+        metrics=metrics if settings.server.metrics_enabled else None,
         unmetered_paths=frozenset({METRICS_PATH}),
     )
-    if settings.console_enabled:
+    if settings.console.enabled:
         from threadline.console.routes import install as install_console
 
         install_console(app, settings)  # last: its security headers wrap every other layer
@@ -177,8 +179,8 @@ async def _housekeeping(write_maker: Any, settings: Settings) -> None:
     while True:
         for name, purge in (
             ("idempotency_keys", lambda: purge_expired(write_maker)),
-            ("events", lambda: _purge_events(write_maker, settings.event_retention_days)),
-            ("audit_events", lambda: _purge_audit_events(write_maker, settings.audit_retention_days)),
+            ("events", lambda: _purge_events(write_maker, settings.events.retention_days)),
+            ("audit_events", lambda: _purge_audit_events(write_maker, settings.events.audit_retention_days)),
         ):
             try:
                 purged = await purge()
@@ -186,7 +188,7 @@ async def _housekeeping(write_maker: Any, settings: Settings) -> None:
                     log.info("housekeeping.purged", table=name, count=purged)
             except Exception as exc:  # a housekeeping miss is retried next round
                 log.warning("housekeeping.purge_failed", table=name, error=type(exc).__name__)
-        await asyncio.sleep(settings.idempotency_purge_interval_s)
+        await asyncio.sleep(settings.server.idempotency_purge_interval_s)
 
 
 async def _purge_audit_events(write_maker: Any, retention_days: float) -> int:
@@ -208,7 +210,7 @@ def _start_worker(settings: Settings, write_maker: Any, metrics: Metrics) -> tup
     from threadline.jobs.registry import import_task_modules, parse_modules
     from threadline.jobs.worker import WorkerGroup
 
-    import_task_modules(parse_modules(settings.task_modules))
+    import_task_modules(parse_modules(settings.jobs.task_modules))
     worker = WorkerGroup.from_settings(write_maker, settings, metrics=metrics)
     return worker, asyncio.create_task(worker.run(), name="threadline-worker")
 

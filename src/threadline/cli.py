@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from threadline import __version__
-from threadline.config import Settings
+from threadline.config import Settings, explain
 from threadline.errors import ThreadlineError
 from threadline.logging import configure_logging
 
@@ -55,9 +56,9 @@ def _settings(
         values["data_dir"] = data_dir
     try:
         settings = Settings(**values)
-    except Exception as exc:  # pydantic's ValidationError: a bad THREADLINE_* variable
-        raise CliError(f"invalid settings: {exc}") from None
-    configure_logging(settings.log_level, settings.log_format)
+    except ValidationError as exc:  # a bad THREADLINE_* variable (or option)
+        raise CliError(f"invalid settings: {explain(exc)}") from None
+    configure_logging(settings.server.log_level, settings.server.log_format)
     # Alembic says "Context impl SQLiteImpl" each time anything looks at the schema, and "Running upgrade"
     # for each migration: `migrate --verbose` shows them, nothing else does.
     logging.getLogger("alembic").setLevel(logging.INFO if alembic_logs else logging.WARNING)
@@ -92,7 +93,7 @@ def _given_data_dir() -> Path | None:
 
 def _database_named(settings: Settings) -> bool:
     """Whether the user said which database: a URL, or a data dir (option or environment)."""
-    return bool(settings.database_url) or _given_data_dir() is not None or bool(os.environ.get("THREADLINE_DATA_DIR"))
+    return bool(settings.database.url) or _given_data_dir() is not None or bool(os.environ.get("THREADLINE_DATA_DIR"))
 
 
 def _state_file() -> Path:
@@ -112,19 +113,19 @@ def _recorded_data_dir() -> Path | None:
 
 def _record_data_dir(settings: Settings) -> None:
     """Write down the data dir a server uses (SQLite in a data dir only; a URL is the user's to repeat)."""
-    if settings.database_url:
+    if settings.database.url:
         return
     path = _state_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(str(settings.data_dir.resolve()) + "\n", encoding="utf-8")
+        path.write_text(str(settings.database.data_dir.resolve()) + "\n", encoding="utf-8")
     except OSError:  # a read-only home: the other commands then only look in ./data
         pass
 
 
 def _locate(settings: Settings, values: dict[str, Any]) -> Settings:
     """``settings``, or, when ./data holds no database, the same pointed at the data dir `serve` last used."""
-    here = settings.data_dir.resolve()
+    here = settings.database.data_dir.resolve()
     if (here / DATABASE_FILE).exists():
         return settings
     recorded = _recorded_data_dir()
@@ -142,7 +143,7 @@ def _locate(settings: Settings, values: dict[str, Any]) -> Settings:
 
 def _missing_database(settings: Settings, path: Path) -> CliError:
     """The error for a SQLite database that is not there: where it looked, and how to point at the right one."""
-    if settings.database_url:
+    if settings.database.url:
         return CliError(
             f"no database at {path} (from --database-url or THREADLINE_DATABASE_URL): check the path, or run "
             "`threadline migrate` to create a new, empty database there"
@@ -170,7 +171,7 @@ def _require_database_file(settings: Settings) -> None:
 def _announce(settings: Settings, text: str, event: str, **fields: Any) -> None:
     """A line for whoever runs the process, on stderr: as ``text`` in the console log format, and as a log line
     (``event`` with ``fields``) in the JSON one, where every line must parse as JSON."""
-    if settings.log_format == "json":
+    if settings.server.log_format == "json":
         import structlog
 
         structlog.get_logger("threadline.cli").info(event, **fields)
@@ -179,11 +180,11 @@ def _announce(settings: Settings, text: str, event: str, **fields: Any) -> None:
 
 
 def _display_url(settings: Settings) -> str:
-    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    return make_url(settings.database.resolved_url).render_as_string(hide_password=True)
 
 
 def _sqlite_path(settings: Settings) -> Path | None:
-    url = make_url(settings.resolved_database_url)
+    url = make_url(settings.database.resolved_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database)
@@ -215,10 +216,10 @@ async def _with_engine(settings: Settings, body: Callable[[AsyncEngine], Awaitab
         await engine.dispose()
 
 
-def _write_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def _write_maker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
     from threadline.db.engine import create_sessionmaker, write_engine
 
-    return create_sessionmaker(write_engine(engine))
+    return create_sessionmaker(write_engine(engine), settings)
 
 
 async def _require_schema_at_head(engine: AsyncEngine) -> None:
@@ -242,7 +243,7 @@ def _with_data(settings: Settings, body: Callable[[AsyncSession], Awaitable[T]],
         from threadline.db.engine import create_sessionmaker
 
         await _require_schema_at_head(engine)
-        maker = _write_maker(engine) if write else create_sessionmaker(engine)
+        maker = _write_maker(engine, settings) if write else create_sessionmaker(engine, settings)
         async with maker() as session, session.begin():
             return await body(session)
 
@@ -352,27 +353,29 @@ def _serve_http(
     if no_bootstrap:
         overrides["bootstrap"] = False
     settings = _settings(database_url, recall=False, **overrides)
-    if not _database_named(settings) and not (settings.data_dir / DATABASE_FILE).exists():
+    if not _database_named(settings) and not (settings.database.data_dir / DATABASE_FILE).exists():
         recorded = _recorded_data_dir()
-        if recorded is not None and recorded != settings.data_dir.resolve():
+        if recorded is not None and recorded != settings.database.data_dir.resolve():
             _announce(
                 settings,
-                f"no database in {settings.data_dir.resolve()}: creating one (the last server ran with "
+                f"no database in {settings.database.data_dir.resolve()}: creating one (the last server ran with "
                 f"--data-dir {recorded})",
                 "cli.new_data_dir",
-                data_dir=str(settings.data_dir.resolve()),
+                data_dir=str(settings.database.data_dir.resolve()),
                 last_data_dir=str(recorded),
             )
     # Fail here, in one line, rather than in the app's start-up with a traceback.
-    _run(lambda: _with_engine(settings, _check_reachable if settings.auto_migrate else _require_schema_at_head))
+    _run(
+        lambda: _with_engine(settings, _check_reachable if settings.database.auto_migrate else _require_schema_at_head)
+    )
     _record_data_dir(settings)
     if run_workers:
         _import_tasks(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,  # keep the logging set up above (stderr; structlog for our own lines)
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -394,9 +397,9 @@ def _import_tasks(settings: Settings) -> None:
     from threadline.jobs.registry import import_task_modules, parse_modules
 
     try:
-        import_task_modules(parse_modules(settings.task_modules))
+        import_task_modules(parse_modules(settings.jobs.task_modules))
     except ImportError as exc:
-        raise CliError(f"cannot import a task module ({settings.task_modules}): {exc}") from None
+        raise CliError(f"cannot import a task module ({settings.jobs.task_modules}): {exc}") from None
 
 
 @main.command()
@@ -418,20 +421,18 @@ def worker(
 ) -> None:
     """Run a job worker (no HTTP API). SIGTERM/SIGINT: stop claiming, finish or release running jobs, exit 0."""
     from threadline.db.engine import create_sessionmaker, write_engine
-    from threadline.defaults import configure_services
     from threadline.jobs.worker import WorkerGroup
     from threadline.metrics import Metrics, refresh_periodically
 
     settings = _settings(database_url, worker_concurrency=concurrency)
-    if settings.worker_concurrency < 1:
+    if settings.jobs.concurrency < 1:
         raise CliError("--concurrency must be at least 1")
     _require_database_file(settings)
     _import_tasks(settings)
-    configure_services(settings)
 
     async def run(engine: AsyncEngine) -> None:
         await _require_schema_at_head(engine)
-        maker = create_sessionmaker(write_engine(engine))
+        maker = create_sessionmaker(write_engine(engine), settings)
         metrics = Metrics() if metrics_port is not None else None
         job_worker = WorkerGroup.from_settings(maker, settings, metrics=metrics, kinds=kinds or None)
         loop = asyncio.get_running_loop()
@@ -440,7 +441,9 @@ def worker(
         server, refresher = None, None
         if metrics is not None and metrics_port is not None:
             server = _start_metrics_server(metrics, metrics_host, metrics_port)
-            refresher = asyncio.create_task(refresh_periodically(metrics, maker, settings.metrics_refresh_interval_s))
+            refresher = asyncio.create_task(
+                refresh_periodically(metrics, maker, settings.server.metrics_refresh_interval_s)
+            )
             url = f"http://{metrics_host}:{server.server_port}/metrics"
             _announce(settings, f"metrics on {url}", "worker.metrics_served", url=url)
         where = _display_url(settings)
@@ -710,7 +713,7 @@ def _sign_in_link(settings: Settings, token: str) -> str:
 def _link_ttl(settings: Settings) -> Any:
     from datetime import timedelta
 
-    return timedelta(hours=settings.console_link_ttl_hours)
+    return timedelta(hours=settings.console.link_ttl_hours)
 
 
 @users.command("create")
@@ -759,7 +762,7 @@ def users_create(
         click.echo(f"they sign in at {_site(settings)}/console/sign-in with that password")
         return
     click.echo(
-        f"a one-time sign-in link (works once, within {settings.console_link_ttl_hours:g} hours), shown only now:"
+        f"a one-time sign-in link (works once, within {settings.console.link_ttl_hours:g} hours), shown only now:"
     )
     click.echo(_sign_in_link(settings, token))
 
@@ -803,7 +806,7 @@ def users_sign_in_link(email: str, workspace_name: str | None, database_url: str
         return await issue_link(session, user=user, ttl=_link_ttl(settings))
 
     token = _with_data(settings, body, write=True)
-    click.echo(f"a one-time sign-in link for {email} (works once, within {settings.console_link_ttl_hours:g} hours):")
+    click.echo(f"a one-time sign-in link for {email} (works once, within {settings.console.link_ttl_hours:g} hours):")
     click.echo(_sign_in_link(settings, token))
 
 
@@ -949,7 +952,7 @@ def secrets_rotate(batch_size: int, database_url: str | None) -> None:
     async def run(engine: AsyncEngine) -> RotationReport:
         await _require_schema_at_head(engine)
         return await rotate_secret_keys(
-            _write_maker(engine), settings=settings, actor=Actor.cli(), batch_size=batch_size
+            _write_maker(engine, settings), settings=settings, actor=Actor.cli(), batch_size=batch_size
         )
 
     report = _run(lambda: _with_engine(settings, run))
@@ -1072,14 +1075,12 @@ def end_users_erase(workspace_name: str, end_user_id: str, wait: bool, database_
 
 async def _carry_out(engine: AsyncEngine, settings: Settings, workspace_id: int, erasure_id: str) -> Any:
     """Run erasures in this process until erasure ``erasure_id`` is done (another worker may do it instead)."""
-    from threadline.defaults import configure_services
     from threadline.jobs.worker import Worker, WorkerOptions
     from threadline.privacy.erasure import ERASE_KIND
     from threadline.privacy.schemas import ErasureRead
     from threadline.privacy.service import get_erasure
 
-    configure_services(settings)
-    maker = _write_maker(engine)
+    maker = _write_maker(engine, settings)
     worker = Worker(maker, WorkerOptions.from_settings(settings, kinds=(ERASE_KIND,), concurrency=1), settings=settings)
     running = asyncio.create_task(worker.run())
     step = None

@@ -56,7 +56,7 @@ async def test_secrets_rotate_records_each_reencrypted_row_in_its_workspace(
 ) -> None:
     url = own_engine.url.render_as_string(hide_password=False)
     old, new = _key(), _key()
-    maker = create_sessionmaker(write_engine(own_engine))
+    maker = create_sessionmaker(write_engine(own_engine), Settings())
     seeded = await _seed(maker, _settings(url, old), workspaces=2)
     async with maker() as session:
         before = (await session.execute(select(AuditEvent.id))).scalars().all()
@@ -110,7 +110,7 @@ async def test_the_first_start_key_is_recorded_as_threadline_itself(
     settings = Settings(database_url=empty_database_url)
     engine = create_engine(settings)
     try:
-        await bootstrap_if_empty(create_sessionmaker(write_engine(engine)), settings)
+        await bootstrap_if_empty(create_sessionmaker(write_engine(engine), Settings()), settings)
         [secret] = set(KEY_RE.findall(capsys.readouterr().out))  # the banner's key (and curl lines with it)
         async with engine.connect() as conn:
             key = (await conn.execute(select(ApiKey))).one()

@@ -53,8 +53,8 @@ async def test_housekeeping_purges_past_the_configured_retention(
     api: httpx.AsyncClient, tenant: Tenant, sessionmaker: Any, settings: Settings
 ) -> None:
     events = await _three_events(api, sessionmaker)
-    assert Settings.model_fields["audit_retention_days"].default == 365
-    keep_300_days = settings.model_copy(update={"audit_retention_days": 300, "idempotency_purge_interval_s": 3600})
+    assert Settings().events.audit_retention_days == 365
+    keep_300_days = settings.replace(audit_retention_days=300, idempotency_purge_interval_s=3600)
     task = asyncio.create_task(_housekeeping(sessionmaker, keep_300_days))
     try:
         for _ in range(200):

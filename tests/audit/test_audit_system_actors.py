@@ -60,13 +60,17 @@ async def test_an_endpoint_disabled_after_failures_is_recorded_as_threadline_its
     sessionmaker: Any,
     receiver: Receiver,
     webhook_settings: Settings,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_disable_after_failures", 1)
+    tune(webhook_disable_after_failures=1)
     receiver.behave("/dying", always_fail=True, status=500)
     hook = await create_webhook(api, receiver.url("/dying"), event_types=["thread.created"])
     options = WorkerOptions(concurrency=2, lease_s=30, poll_interval_s=0.05, kinds=(DELIVER_KIND,))
-    worker = Worker(sessionmaker, options, metrics=Metrics(), settings=webhook_settings)
+    worker = Worker(
+        sessionmaker,
+        options,
+        metrics=Metrics(),
+    )
     runner = asyncio.create_task(worker.run())
     try:
         await create_thread(api)

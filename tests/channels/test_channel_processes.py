@@ -43,11 +43,11 @@ def channel_env(settings: Settings, base: str) -> dict[str, str]:
     loopback allowed, the test run's key (the API encrypts the integrations' secrets, the worker decrypts
     them), no debounce, quick retries and a worker that polls often (SQLite has no wake-up across
     processes)."""
-    assert settings.secret_keys is not None
+    assert settings.database.secret_keys is not None
     return {
         "THREADLINE_PUBLIC_BASE_URL": base,
         "THREADLINE_CHANNEL_ALLOW_PRIVATE_URLS": "true",
-        "THREADLINE_SECRET_KEYS": settings.secret_keys.get_secret_value(),
+        "THREADLINE_SECRET_KEYS": settings.database.secret_keys.get_secret_value(),
         "THREADLINE_RUN_DEBOUNCE_MESSAGING_S": "0",
         "THREADLINE_JOB_BACKOFF_BASE_S": "0.1",
         "THREADLINE_JOB_BACKOFF_CAP_S": "0.5",

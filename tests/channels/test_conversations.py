@@ -28,7 +28,6 @@ from tests.fakes.whatsapp_server import GraphError, WhatsAppStandIn
 from tests.runs.conftest import running_worker as runs_worker
 from tests.runs.conftest import until
 from tests.runs.scripted import Step
-from threadline.channels import outbox
 from threadline.channels.outbox import DELIVER_KIND, RECEIPT_KIND
 from threadline.config import Settings
 from threadline.engines.providers.base import ProviderError
@@ -50,14 +49,14 @@ def running_worker(sessionmaker: Any, settings: Settings) -> contextlib.Abstract
 
 def channel_settings(settings: Settings, **changes: Any) -> Settings:
     """The test settings with the provider stand-ins reachable and Twilio's callbacks coming to the test app."""
-    return settings.model_copy(
-        update={"channel_allow_private_urls": True, "public_base_url": HOST, "channel_send_timeout_s": 5, **changes}
+    return settings.replace(
+        **{"channel_allow_private_urls": True, "public_base_url": HOST, "channel_send_timeout_s": 5, **changes}
     )
 
 
 @pytest.fixture
-async def sender(sessionmaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Worker]:
-    monkeypatch.setitem(outbox._defaults, "max_attempts", 3)
+async def sender(sessionmaker: Any, settings: Settings, tune: Any) -> AsyncIterator[Worker]:
+    tune(channel_send_max_attempts=3)
     async with running_worker(sessionmaker, channel_settings(settings)) as w:
         yield w
 

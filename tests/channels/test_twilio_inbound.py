@@ -513,7 +513,7 @@ async def app_with(settings: Any, engine: Any) -> AsyncIterator[Any]:
     opened: list[httpx.AsyncClient] = []
 
     async def make(**changes: Any) -> httpx.AsyncClient:
-        application = create_app(settings.model_copy(update=changes), engine=engine)
+        application = create_app(settings.replace(**changes), engine=engine)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=HOST)
         opened.append(client)
         return client

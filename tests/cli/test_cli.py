@@ -264,7 +264,7 @@ async def _counts(engine: AsyncEngine) -> dict[str, int]:
 
 
 def _write_maker(engine: AsyncEngine) -> Any:
-    return create_sessionmaker(write_engine(engine))
+    return create_sessionmaker(write_engine(engine), Settings())
 
 
 async def test_bootstrap_seeds_an_empty_database_once_and_prints_the_key_once(

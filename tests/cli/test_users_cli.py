@@ -177,7 +177,7 @@ async def test_first_start_prints_the_console_and_a_one_time_link_for_an_admin(e
         await bootstrap_if_empty(_write_maker(engine), settings, out=again)
         assert again.getvalue() == ""  # shown once
 
-        app = create_app(settings.model_copy(update={"auto_migrate": False}), engine=engine)
+        app = create_app(settings.replace(auto_migrate=False), engine=engine)
         async with browser_client(app) as client:
             landing = await client.get(urlsplit(links[0]).path + "?" + urlsplit(links[0]).query)
             assert "admin@localhost" in landing.text and "default" in landing.text

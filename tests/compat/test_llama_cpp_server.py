@@ -44,12 +44,10 @@ def relay(llama_server: LlamaServer) -> Iterator[OpenAIStandIn]:
 
 
 def _tuned(settings: Any, base_url: str) -> Any:
-    return settings.model_copy(
-        update={
-            "openai_base_url": base_url,
-            "openai_api_key": SecretStr("no-key"),  # llama.cpp's server checks none unless started with one
-            "tools_allow_private_urls": True,  # the shop runs on 127.0.0.1 here
-        }
+    return settings.replace(
+        openai_base_url=base_url,
+        openai_api_key=SecretStr("no-key"),  # llama.cpp's server checks none unless started with one
+        tools_allow_private_urls=True,  # the shop runs on 127.0.0.1 here
     )
 
 

@@ -48,13 +48,13 @@ def chromium_missing() -> str | None:
 def console_server_process(database_url: str, settings: Any, **env: str) -> Iterator[str]:
     """A server process with the console, on ``database_url`` (migrated), the run's secret key and a data dir
     of its own; yields its base URL."""
-    assert settings.secret_keys is not None
+    assert settings.database.secret_keys is not None
     data_dir = tempfile.mkdtemp(prefix="threadline-console-")
     try:
         with live_server(
             database_url,
             THREADLINE_DATA_DIR=data_dir,
-            THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+            THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
             THREADLINE_CONSOLE_ENABLED="true",
             **env,
         ) as base:

@@ -209,7 +209,7 @@ async def test_pages_can_require_the_admin_role(
 
 
 async def test_the_console_can_be_turned_off(settings: Settings, engine: Any, operator: OperatorAccount) -> None:
-    app = create_app(settings.model_copy(update={"console_enabled": False}), engine=engine)
+    app = create_app(settings.replace(console_enabled=False), engine=engine)
     transport = httpx.ASGITransport(app=app, client=(random_address(), 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for path in ("/", "/console", "/console/sign-in", "/console/static/console.css"):

@@ -84,7 +84,7 @@ async def test_session_cookie_is_http_only_same_site_lax_and_scoped_to_the_conso
 async def test_with_an_https_public_url_the_cookies_are_secure(
     settings: Settings, engine: Any, operator: OperatorAccount
 ) -> None:
-    app = create_app(settings.model_copy(update={"public_base_url": "https://chat.example.com"}), engine=engine)
+    app = create_app(settings.replace(public_base_url="https://chat.example.com"), engine=engine)
     transport = httpx.ASGITransport(app=app, client=(random_address(), 50000))
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
         form = await client.get("/console/sign-in")

@@ -10,6 +10,7 @@ from sqlalchemy import Column, MetaData, Table, func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.db.test_migrations import fresh_engine  # noqa: F401  (the fixture: a database of the test's own)
+from threadline.config import Settings
 from threadline.db import migrate
 from threadline.db.engine import create_sessionmaker, write_engine
 from threadline.flows.send import append_message
@@ -75,7 +76,7 @@ async def test_rows_keep_their_ids_as_numbers_and_new_ones_count_on_past_them(
         before = await _seed_before(conn)
     await migrate.upgrade(fresh_engine)
 
-    maker = create_sessionmaker(write_engine(fresh_engine))
+    maker = create_sessionmaker(write_engine(fresh_engine), Settings())
     async with maker() as session:
         for model, kind in ((Thread, "threads"), (Message, "messages")):
             rows = (await session.execute(select(model.id, model.number, model.workspace_id))).all()

@@ -354,11 +354,11 @@ async def test_replies_that_do_not_come_within_the_wait_bound_are_not_in_the_res
     tenant: Tenant,
     provider: ByMessage,
     worker: Any,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
     gate = asyncio.Event()
     provider.answers = {"hello?": Step(text="Sorry for the wait.", gate=gate)}
-    monkeypatch.setattr(app.state.settings, "message_wait_max_s", 0.2)
+    tune(message_wait_max_s=0.2)
     agent = await prompt_agent(api)
     end_user = await create_end_user(api)
     r = await anon.post(

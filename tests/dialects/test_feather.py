@@ -452,7 +452,7 @@ async def test_other_failures_keep_the_envelope(
     assert r.status_code == 404 and list(r.json()) == ERROR_KEYS
     assert r.json()["status"] == 404 and r.json()["code"] == "BAD_REQUEST"
     # A body over the size limit (refused before any route runs) is its 400 too, in the status line as well.
-    r = await anon.request("GET", url, headers=key(tenant), content=b"x" * (settings.max_request_bytes + 1))
+    r = await anon.request("GET", url, headers=key(tenant), content=b"x" * (settings.server.max_request_bytes + 1))
     assert_bad_request(r, "larger")
 
 

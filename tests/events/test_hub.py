@@ -61,7 +61,7 @@ async def test_closing_streams_ends_waiting_subscriptions_at_once() -> None:
 async def test_the_shared_tail_reads_once_per_wake_up_and_says_when_it_does_not_reach_back(
     sessionmaker: Any,
 ) -> None:
-    from threadline.db.engine import create_sessionmaker, read_engine
+    from threadline.db.engine import create_sessionmaker, read_engine, sessionmaker_settings
     from threadline.events.hub import WorkspaceTail
 
     tenant = await make_tenant(sessionmaker)
@@ -73,7 +73,7 @@ async def test_the_shared_tail_reads_once_per_wake_up_and_says_when_it_does_not_
                 events.record(session, workspace_id=ws, type="thread.updated", data={"i": i})
 
     await write(2)
-    reads = create_sessionmaker(read_engine(sessionmaker.kw["bind"]))
+    reads = create_sessionmaker(read_engine(sessionmaker.kw["bind"]), sessionmaker_settings(sessionmaker))
     tail = WorkspaceTail(ws, reads, capacity=3)
     await tail.refresh()
     assert (tail.base, tail.head, tail.rows) == (2, 2, [])  # it starts at the present
@@ -96,7 +96,7 @@ async def test_the_shared_tail_reads_once_per_wake_up_and_says_when_it_does_not_
 async def test_this_process_commits_reach_the_tail_as_written_without_reading_them_back(
     sessionmaker: Any, monkeypatch: Any
 ) -> None:
-    from threadline.db.engine import create_sessionmaker, read_engine
+    from threadline.db.engine import create_sessionmaker, read_engine, sessionmaker_settings
     from threadline.events.repository import EventRepository
 
     tenant = await make_tenant(sessionmaker)
@@ -109,7 +109,9 @@ async def test_this_process_commits_reach_the_tail_as_written_without_reading_th
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(EventRepository, "after", counted)
-    hub = EventHub(read_maker=create_sessionmaker(read_engine(sessionmaker.kw["bind"])))
+    hub = EventHub(
+        read_maker=create_sessionmaker(read_engine(sessionmaker.kw["bind"]), sessionmaker_settings(sessionmaker))
+    )
     try:
         sub = await hub.subscribe(ws)
         for i in range(3):
@@ -149,12 +151,14 @@ async def test_this_process_commits_reach_the_tail_as_written_without_reading_th
 
 
 async def test_a_commit_that_does_not_continue_the_tail_makes_it_read_the_gap(sessionmaker: Any) -> None:
-    from threadline.db.engine import create_sessionmaker, read_engine
+    from threadline.db.engine import create_sessionmaker, read_engine, sessionmaker_settings
     from threadline.events.hub import WorkspaceTail
 
     tenant = await make_tenant(sessionmaker)
     ws = tenant.workspace_id
-    tail = WorkspaceTail(ws, create_sessionmaker(read_engine(sessionmaker.kw["bind"])))
+    tail = WorkspaceTail(
+        ws, create_sessionmaker(read_engine(sessionmaker.kw["bind"]), sessionmaker_settings(sessionmaker))
+    )
     await tail.refresh()  # at the present: head 0
     committed: list[Any] = []
     for i in range(3):

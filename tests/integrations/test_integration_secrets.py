@@ -359,7 +359,7 @@ async def test_secrets_no_key_opens_can_only_be_replaced_whole(
     api: httpx.AsyncClient, tenant: Any, sessionmaker: Maker, settings: Settings
 ) -> None:
     created = await create_integration(api, whatsapp_body())
-    other = settings.model_copy(update={"secret_keys": SecretStr(Fernet.generate_key().decode())})
+    other = settings.replace(secret_keys=SecretStr(Fernet.generate_key().decode()))
     replacement = {"access_token": _marker("EAAG"), "app_secret": _marker("app"), "verify_token": _marker("v")}
 
     async def patch(secrets_: dict[str, str]) -> None:

@@ -171,7 +171,7 @@ async def _assert_everything_opens(maker: Maker, settings: Settings, seeded: See
 async def test_rotation_reencrypts_everything_so_the_old_key_can_be_dropped(own_engine: AsyncEngine) -> None:
     url = own_engine.url.render_as_string(hide_password=False)
     old, new, stranger = _key(), _key(), _key()
-    maker = create_sessionmaker(write_engine(own_engine))
+    maker = create_sessionmaker(write_engine(own_engine), Settings())
     seeded = await _seed(maker, _settings(url, old))
     # A row encrypted with a key nobody configured: reported, and left as it was.
     lost = await _seed(maker, _settings(url, stranger), workspaces=1)
@@ -250,7 +250,7 @@ async def _cli(database_url: str, keys: str, *args: str) -> tuple[int, str, str]
 async def test_the_cli_command_rotates_prints_counts_and_fails_on_unreadable_rows(own_engine: AsyncEngine) -> None:
     url = own_engine.url.render_as_string(hide_password=False)
     old, new = _key(), _key()
-    maker = create_sessionmaker(write_engine(own_engine))
+    maker = create_sessionmaker(write_engine(own_engine), Settings())
     seeded = await _seed(maker, _settings(url, old), workspaces=1)
     plaintexts = [v for given in seeded.integrations.values() for v in given.values()] + list(seeded.webhook[1:])
 

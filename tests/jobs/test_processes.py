@@ -83,7 +83,7 @@ async def effects_engine(engine: AsyncEngine) -> AsyncEngine:
     async with write_engine(engine).begin() as conn:
         await create_effects_table(conn)
         await conn.execute(text("DELETE FROM job_effects"))
-    async with create_sessionmaker(write_engine(engine))() as s, s.begin():
+    async with create_sessionmaker(write_engine(engine), Settings())() as s, s.begin():
         await s.execute(Job.__table__.delete().where(Job.kind == EFFECT_KIND))
     return engine
 
@@ -94,7 +94,7 @@ async def test_two_workers_one_killed_minus_9_every_job_succeeds_with_its_effect
     effects_engine: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:
     total = 500
-    maker = create_sessionmaker(write_engine(effects_engine))
+    maker = create_sessionmaker(write_engine(effects_engine), Settings())
     async with maker() as s, s.begin():
         for _ in range(total):
             await enqueue(s, kind=EFFECT_KIND, payload={"sleep_s": 0.03}, max_attempts=5)
@@ -166,7 +166,7 @@ async def test_two_workers_one_killed_minus_9_every_job_succeeds_with_its_effect
 async def test_a_job_enqueued_in_another_process_starts_at_once_not_at_the_next_poll(
     effects_engine: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:
-    maker = create_sessionmaker(write_engine(effects_engine))
+    maker = create_sessionmaker(write_engine(effects_engine), Settings())
     log = tmp_path / "worker.log"
     # Polling every 60 s: only the NOTIFY sent by the enqueuing transaction can start the job in time.
     worker = _start(["worker", "--kind", EFFECT_KIND], _env(database_url, THREADLINE_WORKER_POLL_INTERVAL_S="60"), log)
@@ -216,7 +216,7 @@ async def test_serve_runs_the_api_and_workers_in_one_process_on_sqlite(tmp_path:
         await _until(healthy, 30, "serve to start", [log])
         async with write_engine(engine).begin() as conn:
             await create_effects_table(conn)
-        maker = create_sessionmaker(write_engine(engine))
+        maker = create_sessionmaker(write_engine(engine), Settings())
         async with maker() as s, s.begin():
             for _ in range(20):
                 await enqueue(s, kind=EFFECT_KIND, payload={"sleep_s": 0.01})

@@ -186,9 +186,7 @@ async def test_outbound_jobs_have_slots_of_their_own_so_a_stuck_receiver_delays_
     async def fine(ctx: JobContext, payload: dict[str, Any]) -> None:
         started.append(quick)
 
-    tuned = settings.model_copy(
-        update={"worker_concurrency": 2, "worker_outbound_concurrency": 2, "worker_poll_interval_s": 0.05}
-    )
+    tuned = settings.replace(worker_concurrency=2, worker_outbound_concurrency=2, worker_poll_interval_s=0.05)
     group = WorkerGroup.from_settings(sessionmaker, tuned, tasks=tasks)
     assert [w.options.kinds for w in group.workers] == [None, (slow,)]
     assert group.workers[0].options.exclude_kinds == (slow,)

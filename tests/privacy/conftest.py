@@ -47,11 +47,9 @@ def new_phone() -> str:
 
 
 @pytest.fixture
-def private_webhooks(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def private_webhooks(tune: Any) -> Settings:
     """The app's settings with webhooks to 127.0.0.1 allowed (the echo receiver below)."""
-    monkeypatch.setattr(settings, "webhook_allow_private_urls", True)
-    monkeypatch.setattr(settings, "webhook_timeout_s", 2.0)
-    return settings
+    return tune(webhook_allow_private_urls=True, webhook_timeout_s=2.0)
 
 
 @pytest.fixture

@@ -21,8 +21,10 @@ async def run_cli(database_url: str, settings: Settings, *args: str) -> CliResul
     import asyncio
     import sys
 
-    assert settings.secret_keys is not None
-    env = _cli_env(THREADLINE_DATABASE_URL=database_url, THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value())
+    assert settings.database.secret_keys is not None
+    env = _cli_env(
+        THREADLINE_DATABASE_URL=database_url, THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value()
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

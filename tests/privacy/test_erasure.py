@@ -31,7 +31,6 @@ from threadline.audit.service import Actor
 from threadline.channels.repository import InboundRepository
 from threadline.config import Settings
 from threadline.engines.providers.base import ProviderError
-from threadline.jobs import service as jobs
 from threadline.models import EndUser, Job, Message, Run, Thread
 from threadline.models.enums import Scope
 from threadline.privacy import erasure as erasure_module
@@ -336,12 +335,12 @@ async def test_an_erasure_that_fails_midway_is_retried_and_counts_everything_onc
 
 
 async def test_an_erasure_whose_job_gives_up_is_failed_and_asking_again_resumes_it(
-    api: httpx.AsyncClient, sessionmaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, sessionmaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch, tune: Any
 ) -> None:
     phrase = distinctive("give-up")
     thread = await create_thread(api, metadata={"x": phrase})
     await post_message(api, thread["id"], phrase)
-    monkeypatch.setitem(jobs._defaults, "max_attempts", 2)
+    tune(job_max_attempts=2)
 
     async def broken(self: Eraser, *args: Any) -> None:
         raise OSError("the disk is full")

@@ -37,12 +37,10 @@ def shop() -> Iterator[Shop]:
 
 @pytest.fixture
 async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> AsyncIterator[Worker]:
-    tuned = settings.model_copy(
-        update={
-            "openai_base_url": llm.base_url,
-            "openai_api_key": SecretStr("sk-test"),
-            "tools_allow_private_urls": True,  # the shop runs on 127.0.0.1 here
-        }
+    tuned = settings.replace(
+        openai_base_url=llm.base_url,
+        openai_api_key=SecretStr("sk-test"),
+        tools_allow_private_urls=True,  # the shop runs on 127.0.0.1 here
     )
     async with running_worker(sessionmaker, tuned, concurrency=2) as worker:
         yield worker

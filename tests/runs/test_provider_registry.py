@@ -37,7 +37,7 @@ async def test_one_provider_per_name_and_configuration(config: Settings) -> None
     first = get_provider("openai", config)
     assert isinstance(first, OpenAIProvider)
     assert get_provider("openai", config) is first
-    same = Settings(openai_base_url=config.openai_base_url, openai_api_key="sk-registry-test")
+    same = Settings(openai_base_url=config.providers.openai_base_url, openai_api_key="sk-registry-test")
     assert get_provider("openai", same) is first
     assert get_provider("openai", Settings(openai_base_url="http://127.0.0.1:10/v1")) is not first
     local = get_provider("local", config)
@@ -55,10 +55,12 @@ def test_the_key_comes_from_openai_api_key_when_threadline_has_none(monkeypatch:
     monkeypatch.delenv("THREADLINE_OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-plain-env")
     plain = Settings()
-    assert plain.openai_api_key is not None and plain.openai_api_key.get_secret_value() == "sk-from-plain-env"
+    assert plain.providers.openai_api_key is not None and plain.openai_api_key.get_secret_value() == "sk-from-plain-env"
     monkeypatch.setenv("THREADLINE_OPENAI_API_KEY", "sk-from-threadline-env")
     ours = Settings()
-    assert ours.openai_api_key is not None and ours.openai_api_key.get_secret_value() == "sk-from-threadline-env"
+    assert (
+        ours.providers.openai_api_key is not None and ours.openai_api_key.get_secret_value() == "sk-from-threadline-env"
+    )
     assert "sk-from" not in repr(ours) and "sk-from" not in str(ours.model_dump())
 
 

@@ -50,13 +50,11 @@ def _free_port() -> int:
 
 
 def _tuned(settings: Any, base_url: str) -> Any:
-    return settings.model_copy(
-        update={
-            "openai_base_url": base_url,
-            "openai_api_key": SecretStr("sk-test"),
-            "tools_allow_private_urls": True,
-            "openai_timeout_s": 5.0,
-        }
+    return settings.replace(
+        openai_base_url=base_url,
+        openai_api_key=SecretStr("sk-test"),
+        tools_allow_private_urls=True,
+        openai_timeout_s=5.0,
     )
 
 

@@ -36,7 +36,7 @@ def llm() -> Iterator[OpenAIStandIn]:
 @pytest.fixture
 async def llm_worker(sessionmaker: Any, settings: Any, llm: OpenAIStandIn) -> AsyncIterator[Worker]:
     """A worker for runs only: delivery jobs of the SMS replies stay queued, which these tests do not look at."""
-    tuned = settings.model_copy(update={"openai_base_url": llm.base_url, "openai_api_key": SecretStr("sk-test")})
+    tuned = settings.replace(openai_base_url=llm.base_url, openai_api_key=SecretStr("sk-test"))
     async with running_worker(sessionmaker, tuned, concurrency=2) as worker:
         yield worker
 

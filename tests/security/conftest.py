@@ -15,8 +15,8 @@ from threadline.config import Settings
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a server process for these tests: the run's secret key (it must read what the
     test process encrypted) and whatever the test adds."""
-    assert settings.secret_keys is not None
-    return {"THREADLINE_SECRET_KEYS": settings.secret_keys.get_secret_value(), **extra}
+    assert settings.database.secret_keys is not None
+    return {"THREADLINE_SECRET_KEYS": settings.database.secret_keys.get_secret_value(), **extra}
 
 
 @dataclass

@@ -27,8 +27,8 @@ IN_RANGE = ("9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00Z", "9999-12-31T2
 
 @pytest.fixture(scope="module")
 def base(database_url: str, engine: Any, settings: Settings) -> Iterator[str]:
-    assert settings.secret_keys is not None
-    with live_server(database_url, THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value()) as url:
+    assert settings.database.secret_keys is not None
+    with live_server(database_url, THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value()) as url:
         yield url
 
 

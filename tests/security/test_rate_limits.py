@@ -28,7 +28,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @asynccontextmanager
 async def client_of(settings: Any, engine: Any, address: str = "10.0.0.1", **overrides: Any) -> AsyncIterator[Any]:
     """A client of an app of its own (its own budgets), as seen from ``address``."""
-    app = create_app(settings.model_copy(update=overrides), engine=engine)
+    app = create_app(settings.replace(**overrides), engine=engine)
     transport = httpx.ASGITransport(app=app, client=(address, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         client.app = app  # type: ignore[attr-defined]

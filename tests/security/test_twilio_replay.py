@@ -22,8 +22,8 @@ from threadline.config import Settings
 
 @pytest.fixture(scope="module")
 def base(database_url: str, engine: Any, settings: Settings) -> Iterator[str]:
-    assert settings.secret_keys is not None
-    with live_server(database_url, THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value()) as url:
+    assert settings.database.secret_keys is not None
+    with live_server(database_url, THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value()) as url:
         yield url
 
 

@@ -61,13 +61,13 @@ async def test_openapi_is_3_1_and_documents_the_error_format(client: httpx.Async
 async def test_oversized_body_is_413_in_the_error_format(api: httpx.AsyncClient, settings: Any) -> None:
     thread = (await api.get("/v1/threads")).json()  # any authenticated route will do for the limit
     assert thread["object"] == "list"
-    big = "x" * (settings.max_request_bytes + 1)
+    big = "x" * (settings.server.max_request_bytes + 1)
     r = await api.post("/v1/tags", content=f'{{"name": "{big}"}}', headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
     async def chunks() -> Any:  # no Content-Length: the limit applies while reading
         for _ in range(3):
-            yield b"x" * (settings.max_request_bytes // 2)
+            yield b"x" * (settings.server.max_request_bytes // 2)
 
     for headers in ({}, {"Idempotency-Key": "big-one"}):
         r = await api.post("/v1/tags", content=chunks(), headers={"content-type": "application/json", **headers})

@@ -97,7 +97,7 @@ async def test_metrics_are_not_in_the_openapi_document(fresh_app: Any) -> None:
 
 
 async def test_metrics_can_be_turned_off(settings: Any, engine: Any) -> None:
-    app = create_app(settings.model_copy(update={"metrics_enabled": False}), engine=engine)
+    app = create_app(settings.replace(metrics_enabled=False), engine=engine)
     try:
         async with await _client(app) as client:
             r = await client.get("/metrics")
@@ -169,7 +169,7 @@ async def test_a_standalone_worker_serves_its_metrics_on_metrics_port(tmp_path: 
     try:
         async with write_engine(engine).begin() as conn:
             await create_effects_table(conn)
-        maker = create_sessionmaker(write_engine(engine))
+        maker = create_sessionmaker(write_engine(engine), Settings())
         async with maker() as s, s.begin():
             for _ in range(3):
                 await enqueue(s, kind=EFFECT_KIND)

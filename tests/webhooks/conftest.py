@@ -32,18 +32,16 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def webhook_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def webhook_settings(tune: Any) -> Settings:
     """The session's settings (the app's too) with a receiver on 127.0.0.1 allowed and a compressed retry
-    schedule; the worker below gets them as well. Tests change them further with monkeypatch."""
-    for name, value in (
-        ("webhook_allow_private_urls", True),
-        ("webhook_retry_schedule_s", "0.2,0.4"),
-        ("webhook_timeout_s", 2.0),
-        ("webhook_disable_after_failures", 1000),
-        ("webhook_disable_after_s", 0.0),
-    ):
-        monkeypatch.setattr(settings, name, value)
-    yield settings
+    schedule; the worker below takes them from its sessions. Tests change them further with ``tune``."""
+    return tune(
+        webhook_allow_private_urls=True,
+        webhook_retry_schedule_s="0.2,0.4",
+        webhook_timeout_s=2.0,
+        webhook_disable_after_failures=1000,
+        webhook_disable_after_s=0.0,
+    )
 
 
 @pytest.fixture
@@ -56,7 +54,7 @@ async def worker(sessionmaker: Maker, webhook_settings: Settings) -> AsyncIterat
     async with sessionmaker() as session, session.begin():
         await session.execute(delete(Job).where(Job.kind == DELIVER_KIND, Job.state == JobState.QUEUED))
     options = WorkerOptions(concurrency=8, lease_s=30, poll_interval_s=0.05, kinds=(DELIVER_KIND,))
-    w = Worker(sessionmaker, options, metrics=Metrics(), settings=webhook_settings)
+    w = Worker(sessionmaker, options, metrics=Metrics())  # its settings: its sessions' (webhook_settings)
     runner = asyncio.create_task(w.run())
     yield w
     w.stop()

@@ -3,6 +3,8 @@ that are public when it resolves them (DNS rebinding), and never follows a redir
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -16,8 +18,8 @@ PUBLIC = "93.184.216.34"
 
 
 @pytest.fixture
-def single_attempt(webhook_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "")
+def single_attempt(webhook_settings: Settings, tune: Any) -> Settings:
+    tune(webhook_retry_schedule_s="")
     return webhook_settings
 
 

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import create_thread, post_message
@@ -88,10 +87,10 @@ async def test_failed_attempts_are_retried_on_the_schedule_and_logged(
     receiver: Receiver,
     worker: Worker,
     webhook_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
     schedule = [0.3, 0.6, 0.9]
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", ",".join(map(str, schedule)))
+    tune(webhook_retry_schedule_s=",".join(map(str, schedule)))
     receiver.behave("/flaky", fail=3, status=503, body=b"busy, try later")
     hook = await create_webhook(api, receiver.url("/flaky"), event_types=["thread.created"])
     receiver.trust("/flaky", hook["secret"])
@@ -159,10 +158,10 @@ async def test_a_slow_receiver_times_out_without_holding_up_other_deliveries(
     receiver: Receiver,
     worker: Worker,
     webhook_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_timeout_s", 0.5)
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "")
+    tune(webhook_timeout_s=0.5)
+    tune(webhook_retry_schedule_s="")
     receiver.behave("/slow", delay_s=3)
     slow = await create_webhook(api, receiver.url("/slow"), event_types=["thread.created"])
     fast = await create_webhook(api, receiver.url("/fast"), event_types=["thread.created"])
@@ -185,9 +184,9 @@ async def test_a_slow_receiver_times_out_without_holding_up_other_deliveries(
 
 
 async def test_a_dead_receiver_is_a_clear_network_error(
-    api: httpx.AsyncClient, worker: Worker, webhook_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, worker: Worker, webhook_settings: Settings, tune: Any
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "")
+    tune(webhook_retry_schedule_s="")
     with Receiver().running() as gone:
         url = gone.url("/nobody")
     hook = await create_webhook(api, url, event_types=["thread.created"])
@@ -198,9 +197,9 @@ async def test_a_dead_receiver_is_a_clear_network_error(
 
 
 async def test_deleting_an_endpoint_drops_its_log_and_its_queued_attempts_do_nothing(
-    api: httpx.AsyncClient, receiver: Receiver, worker: Worker, webhook_settings: Settings, monkeypatch: Any
+    api: httpx.AsyncClient, receiver: Receiver, worker: Worker, webhook_settings: Settings, monkeypatch: Any, tune: Any
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "0.3")
+    tune(webhook_retry_schedule_s="0.3")
     receiver.behave("/bye", always_fail=True)
     hook = await create_webhook(api, receiver.url("/bye"), event_types=["thread.created"])
     await create_thread(api)

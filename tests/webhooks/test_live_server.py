@@ -21,14 +21,14 @@ from threadline.config import Settings
 
 @pytest.fixture(scope="module")
 def base(database_url: str, engine: Any, settings: Settings) -> Iterator[str]:
-    assert settings.secret_keys is not None
+    assert settings.database.secret_keys is not None
     with live_server(
         database_url,
         THREADLINE_RUN_WORKERS="true",
         THREADLINE_WORKER_POLL_INTERVAL_S="0.1",
         THREADLINE_WEBHOOK_ALLOW_PRIVATE_URLS="true",
         THREADLINE_WEBHOOK_RETRY_SCHEDULE_S="0.2,0.2",
-        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
         THREADLINE_LOG_LEVEL="debug",
     ) as url:
         yield url

@@ -57,9 +57,9 @@ async def test_replaying_a_failed_delivery_starts_a_new_series_and_drops_the_old
     receiver: Receiver,
     worker: Worker,
     webhook_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "0.6")
+    tune(webhook_retry_schedule_s="0.6")
     receiver.behave("/fixme", fail=1)
     hook = await create_webhook(api, receiver.url("/fixme"), event_types=["thread.created"])
     await create_thread(api)
@@ -149,10 +149,10 @@ async def test_a_long_run_of_failures_disables_the_endpoint_fails_its_pending_de
     receiver: Receiver,
     worker: Worker,
     webhook_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "0.05,0.05,60")
-    monkeypatch.setattr(webhook_settings, "webhook_disable_after_failures", 4)
+    tune(webhook_retry_schedule_s="0.05,0.05,60")
+    tune(webhook_disable_after_failures=4)
     receiver.behave("/dying", always_fail=True, status=500)
     watcher = await create_webhook(api, receiver.url("/watcher"), event_types=["webhook_endpoint.*"])
     receiver.trust("/watcher", watcher["secret"])
@@ -200,11 +200,11 @@ async def test_failures_must_also_span_the_minimum_time_and_a_success_ends_the_r
     receiver: Receiver,
     worker: Worker,
     webhook_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(webhook_settings, "webhook_retry_schedule_s", "0.05,0.05")
-    monkeypatch.setattr(webhook_settings, "webhook_disable_after_failures", 2)
-    monkeypatch.setattr(webhook_settings, "webhook_disable_after_s", 3600)
+    tune(webhook_retry_schedule_s="0.05,0.05")
+    tune(webhook_disable_after_failures=2)
+    tune(webhook_disable_after_s=3600)
     receiver.behave("/flapping", fail=3)
     hook = await create_webhook(api, receiver.url("/flapping"), event_types=["thread.created"])
     await create_thread(api)
@@ -230,7 +230,10 @@ async def test_a_delivery_whose_event_expired_before_its_attempt_fails_without_a
         await s.execute(delete(Event).where(Event.workspace_id == tenant.workspace_id))
 
     options = WorkerOptions(concurrency=2, lease_s=30, poll_interval_s=0.05, kinds=(DELIVER_KIND,))
-    worker = Worker(sessionmaker, options, settings=webhook_settings)
+    worker = Worker(
+        sessionmaker,
+        options,
+    )
     runner = asyncio.create_task(worker.run())
     try:
         done = await _wait_for(api, hook["id"], waiting["id"], status="failed")

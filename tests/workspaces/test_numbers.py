@@ -117,7 +117,7 @@ async def test_messages_written_at_once_over_many_connections_and_two_engines_ge
     thread_ids = [(await create_thread(api))["id"] for _ in range(4)]
     second = create_engine(settings)
     try:
-        makers = [sessionmaker, create_sessionmaker(write_engine(second))]
+        makers = [sessionmaker, create_sessionmaker(write_engine(second), Settings())]
         pairs = itertools.product(range(10), thread_ids)
         written = await asyncio.gather(
             *(_append(makers[i % 2], tenant.workspace_id, thread_id, f"m{i}") for i, (_, thread_id) in enumerate(pairs))
@@ -143,7 +143,7 @@ async def test_a_restarted_process_counts_on_past_every_number_handed_out_before
         reserved = counter.last_message_number  # on PostgreSQL, the rest of this process's block too
     restarted = create_engine(settings)  # a new process: no block of its own yet
     try:
-        async with create_sessionmaker(write_engine(restarted))() as session, session.begin():
+        async with create_sessionmaker(write_engine(restarted), Settings())() as session, session.begin():
             after = await numbers.take(session, workspace_id=tenant.workspace_id, of=Message)
     finally:
         await restarted.dispose()

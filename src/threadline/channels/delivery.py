@@ -44,7 +44,7 @@ from threadline.channels.outbox import DELIVER_KIND, HELD_CODE, HELD_MESSAGE, RE
 from threadline.channels.registry import sender_for
 from threadline.channels.repository import DeliveryRepository
 from threadline.channels.sender import ChannelSender, Outgoing, SendOptions, SentMessage
-from threadline.config import Settings, environment_settings
+from threadline.config import Settings
 from threadline.errors import NotFound
 from threadline.integrations.service import ChannelCredentials, channel_credentials
 from threadline.jobs import service as jobs
@@ -93,9 +93,9 @@ class Claimed:
 
 def send_options(settings: Settings) -> SendOptions:
     return SendOptions(
-        timeout_s=settings.channel_send_timeout_s,
-        allow_private=settings.channel_allow_private_urls,
-        public_base_url=settings.public_base_url,
+        timeout_s=settings.channels.send_timeout_s,
+        allow_private=settings.channels.allow_private_urls,
+        public_base_url=settings.server.public_base_url,
     )
 
 
@@ -103,7 +103,7 @@ def send_options(settings: Settings) -> SendOptions:
 async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
     if ctx.sessionmaker is None or ctx.workspace_id is None:
         raise RuntimeError("channels.deliver needs the worker's sessionmaker and the job's workspace")
-    settings = ctx.settings or environment_settings()
+    settings = ctx.settings
     message_id = int(payload["message_id"])
     async with ctx.sessionmaker() as session, session.begin():
         step = await _claim(session, ctx.workspace_id, message_id, settings)
@@ -141,7 +141,7 @@ async def read_receipt(ctx: JobContext, payload: dict[str, Any]) -> None:
     dropped: a missing blue tick is not worth more."""
     if ctx.sessionmaker is None or ctx.workspace_id is None:
         raise RuntimeError("channels.read_receipt needs the worker's sessionmaker and the job's workspace")
-    settings = ctx.settings or environment_settings()
+    settings = ctx.settings
     async with ctx.sessionmaker() as session:
         message = await DeliveryRepository(session, ctx.workspace_id).message(int(payload["message_id"]))
         if message is None or message.external_id is None or message.integration_id is None:

@@ -105,12 +105,12 @@ def public_url(request: Request, settings: Settings) -> str:
     suffix = f"?{query}" if query else ""
     path: str = scope["path"]
     root: str = scope.get("root_path", "") or ""
-    if settings.public_base_url is not None:
+    if settings.server.public_base_url is not None:
         if root and path.startswith(root):
             path = path[len(root) :]
-        return settings.public_base_url.rstrip("/") + path + suffix
+        return settings.server.public_base_url.rstrip("/") + path + suffix
     scheme, host = request.url.scheme, request.url.netloc
-    if settings.trust_forwarded_headers:
+    if settings.server.trust_forwarded_headers:
         forwarded_proto = _first(request.headers.get("x-forwarded-proto"))
         forwarded_host = _first(request.headers.get("x-forwarded-host"))
         if forwarded_proto in ("http", "https"):

@@ -18,6 +18,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels.registry import sender_for
+from threadline.db.engine import session_settings
 from threadline.jobs import service as jobs
 from threadline.models import Message
 from threadline.models.enums import ChannelType, MessageType
@@ -27,7 +28,6 @@ __all__ = [
     "HELD_CODE",
     "HELD_MESSAGE",
     "RECEIPT_KIND",
-    "configure",
     "dedupe_key",
     "enqueue",
     "enqueue_read_receipt",
@@ -41,13 +41,6 @@ RECEIPT_KIND: Final = "channels.read_receipt"
 # An agent's message that a human's taking over the thread stopped before it went out.
 HELD_CODE: Final = "human_handoff"
 HELD_MESSAGE: Final = "not sent: a human took over the thread before it went out"
-
-_defaults: dict[str, int] = {"max_attempts": 6}
-
-
-def configure(*, max_attempts: int) -> None:
-    """The process's settings (``channel_send_max_attempts``), set at start-up."""
-    _defaults["max_attempts"] = max_attempts
 
 
 def parts(channel: ChannelType, type_: MessageType, content: str) -> list[str]:
@@ -81,7 +74,7 @@ async def enqueue(session: AsyncSession, message: Message) -> None:
         kind=DELIVER_KIND,
         payload={"message_id": message.id},
         workspace_id=message.workspace_id,
-        max_attempts=_defaults["max_attempts"],
+        max_attempts=session_settings(session).channels.send_max_attempts,
         dedupe_key=dedupe_key(message.id),
     )
 
@@ -94,6 +87,6 @@ async def enqueue_read_receipt(session: AsyncSession, *, workspace_id: int, mess
         kind=RECEIPT_KIND,
         payload={"message_id": message_id},
         workspace_id=workspace_id,
-        max_attempts=_defaults["max_attempts"],
+        max_attempts=session_settings(session).channels.send_max_attempts,
         dedupe_key=receipt_dedupe_key(message_id),
     )

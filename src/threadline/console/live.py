@@ -85,8 +85,8 @@ async def _stream(request: Request, operator: Operator, token: str, after: int |
             # else from now on.
             cursor = tail.head if after is None else min(after, tail.head)
         now = time.monotonic()
-        deadline = now + settings.sse_max_duration_s
-        check_every = settings.credential_check_interval_s
+        deadline = now + settings.events.sse_max_duration_s
+        check_every = settings.events.credential_check_interval_s
         next_check = now + check_every
         last_write = now
         last_sent = 0.0
@@ -114,12 +114,12 @@ async def _stream(request: Request, operator: Operator, token: str, after: int |
             now = time.monotonic()
             if now >= deadline:
                 return
-            if now - last_write >= settings.sse_keepalive_s:
+            if now - last_write >= settings.events.sse_keepalive_s:
                 yield b": keep-alive\n\n"
                 last_write = now
             waits = [
-                settings.events_poll_interval_s,
-                settings.sse_keepalive_s - (now - last_write),
+                settings.events.poll_interval_s,
+                settings.events.sse_keepalive_s - (now - last_write),
                 next_check - now,
                 deadline - now,
             ]

@@ -50,7 +50,7 @@ def _throttle(request: Request) -> SignInThrottle:
 
 
 def _ttl(settings: Settings) -> timedelta:
-    return timedelta(hours=settings.console_session_ttl_hours)
+    return timedelta(hours=settings.console.session_ttl_hours)
 
 
 def _form_token(request: Request) -> tuple[str, bool]:
@@ -113,7 +113,7 @@ async def sign_in(request: Request, session: SessionDep, settings: SettingsDep) 
     password = fields.get("password", "")
     workspace = fields.get("workspace", "").strip()[:200]
     target = safe_next(fields.get("next"))
-    address = client_address(request.scope, trust_forwarded=settings.trust_forwarded_headers)
+    address = client_address(request.scope, trust_forwarded=settings.server.trust_forwarded_headers)
     throttle = _throttle(request)
 
     def again(

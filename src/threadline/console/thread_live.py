@@ -152,11 +152,11 @@ class ThreadStream:
         sub = await self.hub.subscribe(self.workspace_id, thread_id=self.thread_uid)
         self.metrics.sse_subscribers.inc()
         settings = self.settings
-        keepalive_s, poll_s = settings.sse_keepalive_s, settings.events_poll_interval_s
-        check_every = settings.credential_check_interval_s
+        keepalive_s, poll_s = settings.events.sse_keepalive_s, settings.events.poll_interval_s
+        check_every = settings.events.credential_check_interval_s
         now = last_write = time.monotonic()
         next_check = now + check_every
-        deadline = now + settings.sse_max_duration_s
+        deadline = now + settings.events.sse_max_duration_s
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
             while not sub.closed:

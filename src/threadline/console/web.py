@@ -151,7 +151,7 @@ def safe_next(value: str | None) -> str:
 
 
 def secure_cookies(settings: Settings) -> bool:
-    return (settings.public_base_url or "").lower().startswith("https://")
+    return (settings.server.public_base_url or "").lower().startswith("https://")
 
 
 def set_cookie(response: Response, settings: Settings, name: str, value: str, *, expires: datetime | None) -> None:
@@ -179,7 +179,7 @@ class SignInThrottle:
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage) -> SignInThrottle:
-        budget = parse_rates(settings.console_sign_in_failures)
+        budget = parse_rates(settings.console.sign_in_failures)
         return cls(Rates(storage, {"console_sign_in_email": budget, "console_sign_in_address": budget}))
 
     async def refusal(self, *, email: str, address: str) -> Decision | None:

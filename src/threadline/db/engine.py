@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from threadline.config import Settings
 
@@ -22,13 +22,13 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the async engine for ``settings``; on SQLite also create the data directory and set pragmas."""
-    url = make_url(settings.resolved_database_url)
+    url = make_url(settings.database.resolved_url)
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(settings, url)
     return create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.max_overflow,
         # No pre-ping: it costs a round trip on every checkout. Connections are recycled instead, and a
         # dropped one fails one request and leaves the pool.
         pool_recycle=1800,
@@ -59,7 +59,7 @@ def _create_sqlite_engine(settings: Settings, url: Any) -> AsyncEngine:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # An in-memory database lives in one connection (SQLAlchemy uses a StaticPool for it).
     engine = create_async_engine(url) if in_memory else create_async_engine(url, pool_size=5, max_overflow=10)
-    busy_timeout = settings.sqlite_busy_timeout_ms
+    busy_timeout = settings.database.sqlite_busy_timeout_ms
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -107,5 +107,33 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+SETTINGS_INFO = "threadline.settings"
+
+
+def create_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[Any]:
+    """Sessions on ``engine`` that carry the process's ``settings`` (see ``session_settings``)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={SETTINGS_INFO: settings})
+
+
+def session_settings(session: AsyncSession) -> Settings:
+    """The settings of the process whose sessionmaker made ``session``.
+
+    A unit of work carries its process's configuration with it: a service that needs a policy (how often a
+    job is tried, a run's debounce window) reads it from the session it is handed, never from a module
+    global, so two apps in one process (tests) each keep their own."""
+    try:
+        settings = session.info[SETTINGS_INFO]
+    except KeyError:
+        raise RuntimeError(
+            "a session made without settings: use db.engine.create_sessionmaker(engine, settings)"
+        ) from None
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def sessionmaker_settings(maker: async_sessionmaker[Any]) -> Settings:
+    """The settings a sessionmaker from ``create_sessionmaker`` hands its sessions."""
+    settings = maker.kw.get("info", {}).get(SETTINGS_INFO)
+    if not isinstance(settings, Settings):
+        raise RuntimeError("a sessionmaker made without settings: use db.engine.create_sessionmaker(engine, settings)")
+    return settings

@@ -158,9 +158,9 @@ async def _open(
         cursor=cursor,
         thread_id=thread_id,
         patterns=patterns,
-        keepalive_s=settings.sse_keepalive_s,
-        poll_s=settings.events_poll_interval_s,
-        deadline=time.monotonic() + settings.sse_max_duration_s,
+        keepalive_s=settings.events.sse_keepalive_s,
+        poll_s=settings.events.poll_interval_s,
+        deadline=time.monotonic() + settings.events.sse_max_duration_s,
     )
     return EventStreamResponse(
         stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, release=place.release

@@ -74,6 +74,6 @@ def waiting_for(commit: Callable[[], Awaitable[None]], state: Any) -> Waiting:
         commit=commit,
         hub=state.events,
         read_maker=state.read_sessionmaker,
-        max_s=settings.message_wait_max_s,
-        poll_s=settings.events_poll_interval_s,
+        max_s=settings.runs.wait_max_s,
+        poll_s=settings.events.poll_interval_s,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from threadline.channels import outbox
+from threadline.db.engine import session_settings
 from threadline.events import service as events
 from threadline.messages import service as messages
 from threadline.models import Message, Run
@@ -59,7 +60,9 @@ async def append_message(
             message_id=ask.message_id,
             message_public_id=ask.message_public_id,
             message_seq=ask.message_seq,
-            debounce_s=runs.debounce_window(ask.version_settings, ask.channel, new.debounce_s),
+            debounce_s=runs.debounce_window(
+                session_settings(session).runs, ask.version_settings, ask.channel, new.debounce_s
+            ),
             now=ask.at,
         )
     return appended

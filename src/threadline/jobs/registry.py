@@ -36,11 +36,11 @@ class JobContext:
     workspace_id: int | None
     worker_id: str
     enqueued_at: datetime
+    settings: Settings  # the worker process's settings (providers, limits, policies)
     metrics: Metrics | None = None  # the worker process's metrics, for handlers that record their own
     # For handlers that must not hold their job's transaction open (e.g. while waiting on a model): they
     # write in short transactions of their own, and make those writes idempotent (at-least-once).
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
-    settings: Settings | None = None  # the process's settings (providers, limits), when the worker has them
     # A handler that returns normally but whose work failed for good (a run that failed, recorded as such) sets
     # "failed": the job is done all the same (not retried), and the worker counts it as failed in
     # threadline_jobs_completed_total and its log. Raising is what asks for a retry.

@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from threadline.db.engine import session_settings
 from threadline.errors import InvalidRequest, NotFound
 from threadline.jobs.repository import JobRepository
 from threadline.kit.clock import ago, utcnow
@@ -22,7 +23,6 @@ from threadline.models.enums import JobState
 from threadline.models.job import Job
 
 DEFAULT_MAX_ATTEMPTS = 8
-_defaults = {"max_attempts": DEFAULT_MAX_ATTEMPTS}
 _ENQUEUED = "threadline.jobs.enqueued"
 _NOTIFIED = "threadline.jobs.notified"
 # Workers in other processes LISTEN here (PostgreSQL): a NOTIFY in the enqueuing transaction reaches them
@@ -31,11 +31,6 @@ JOBS_CHANNEL = "threadline_jobs"
 
 # Workers in this process, woken when a transaction that enqueued jobs commits (with the kinds enqueued).
 _wakeups: set[Callable[[frozenset[str]], None]] = set()
-
-
-def configure_defaults(*, max_attempts: int) -> None:
-    """Set the process's default ``max_attempts`` (from settings, at start-up)."""
-    _defaults["max_attempts"] = max_attempts
 
 
 class Adopter(Protocol):
@@ -149,7 +144,7 @@ async def enqueue(
         "workspace_id": workspace_id,
         "state": JobState.QUEUED,
         "attempts": 0,
-        "max_attempts": max_attempts if max_attempts is not None else _defaults["max_attempts"],
+        "max_attempts": max_attempts if max_attempts is not None else session_settings(session).jobs.max_attempts,
         "run_at": run_at or now,
         "dedupe_key": dedupe_key,
         "created_at": now,

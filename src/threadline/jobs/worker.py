@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from threadline.config import Settings
+from threadline.db.engine import sessionmaker_settings
 from threadline.jobs import service
 from threadline.jobs.backoff import backoff_delay
 from threadline.jobs.registry import OUTBOUND_POOL, JobContext, Reschedule, TaskRegistry, registry
@@ -57,12 +58,12 @@ class WorkerOptions:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
         values: dict[str, Any] = {
-            "concurrency": settings.worker_concurrency,
-            "lease_s": settings.job_lease_s,
-            "poll_interval_s": settings.worker_poll_interval_s,
-            "shutdown_timeout_s": settings.worker_shutdown_timeout_s,
-            "backoff_base_s": settings.job_backoff_base_s,
-            "backoff_cap_s": settings.job_backoff_cap_s,
+            "concurrency": settings.jobs.concurrency,
+            "lease_s": settings.jobs.lease_s,
+            "poll_interval_s": settings.jobs.poll_interval_s,
+            "shutdown_timeout_s": settings.jobs.shutdown_timeout_s,
+            "backoff_base_s": settings.jobs.backoff_base_s,
+            "backoff_cap_s": settings.jobs.backoff_cap_s,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -86,7 +87,7 @@ class Worker:
         settings: Settings | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.settings = settings
+        self._settings = settings
         self.metrics = metrics
         self.options = options or WorkerOptions()
         self.tasks = tasks or registry
@@ -145,6 +146,11 @@ class Worker:
         return list(self._running)
 
     # ------------------------------------------------------------------------------------ main loop
+
+    @property
+    def settings(self) -> Settings:
+        """What its handlers get as ``JobContext.settings``: the ones it was given, else those its sessions carry."""
+        return self._settings or sessionmaker_settings(self.sessionmaker)
 
     async def run(self) -> None:
         log.info(
@@ -383,7 +389,7 @@ class WorkerGroup:
         workers = [Worker(sessionmaker, default, tasks=tasks, metrics=metrics, settings=settings)]
         if outbound:
             options = WorkerOptions.from_settings(
-                settings, kinds=outbound, concurrency=settings.worker_outbound_concurrency
+                settings, kinds=outbound, concurrency=settings.jobs.outbound_concurrency
             )
             workers.append(Worker(sessionmaker, options, tasks=tasks, metrics=metrics, settings=settings))
         return cls(workers)

@@ -123,5 +123,5 @@ def _box(raw_keys: str | None, key_file: str) -> SecretBox:
 
 def secret_box(settings: Any) -> SecretBox:
     """The box for ``settings`` (its ``secret_keys``, else the key file in its ``data_dir``); cached."""
-    raw = settings.secret_keys.get_secret_value() if settings.secret_keys is not None else None
-    return _box(raw, str((Path(settings.data_dir) / KEY_FILE_NAME).resolve()))
+    raw = settings.database.secret_keys.get_secret_value() if settings.database.secret_keys is not None else None
+    return _box(raw, str((Path(settings.database.data_dir) / KEY_FILE_NAME).resolve()))

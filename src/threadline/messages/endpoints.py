@@ -278,10 +278,10 @@ async def _stream_answer(request: Request, auth: Principal, created: Any, run: R
         cursor=created.seq - 1,
         thread_id=thread_uid,
         patterns=[],
-        keepalive_s=settings.sse_keepalive_s,
-        poll_s=settings.events_poll_interval_s,
+        keepalive_s=settings.events.sse_keepalive_s,
+        poll_s=settings.events.poll_interval_s,
         until_run=str(run.public_id) if run is not None else None,
-        deadline=time.monotonic() + (settings.message_wait_max_s if run is not None else 0),
+        deadline=time.monotonic() + (settings.runs.wait_max_s if run is not None else 0),
         sub=sub,
     )
     return EventStreamResponse(

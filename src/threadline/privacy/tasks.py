@@ -6,7 +6,6 @@ from typing import Any
 
 import structlog
 
-from threadline.config import environment_settings
 from threadline.jobs.registry import JobContext, task
 from threadline.kit.secrets import secret_box
 from threadline.privacy.erasure import ERASE_KIND, Eraser, ErasureGone, record_failure
@@ -26,7 +25,7 @@ async def erase_end_user(ctx: JobContext, payload: dict[str, Any]) -> None:
     if ctx.sessionmaker is None or ctx.workspace_id is None:
         raise RuntimeError("end_users.erase needs the worker's sessionmaker and the job's workspace")
     erasure_id = int(payload["erasure_id"])
-    box = secret_box(ctx.settings or environment_settings())
+    box = secret_box(ctx.settings)
     eraser = Eraser(ctx.sessionmaker, ctx.workspace_id, erasure_id, box)
     try:
         await eraser.run()

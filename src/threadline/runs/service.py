@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from threadline.config import RunSettings
+from threadline.db.engine import session_settings
 from threadline.errors import Conflict, NotFound
 from threadline.events import service as events
 from threadline.events.types import EventType
@@ -32,17 +34,11 @@ from threadline.threads.repository import ThreadRepository
 from threadline.usage.repository import UsageRepository
 
 RUN_JOB = "runs.execute"
-_defaults: dict[str, float] = {"max_attempts": 3, "debounce_api_s": 0.0, "debounce_messaging_s": 2.0}
 
 
-def configure(*, max_attempts: int, debounce_s: float, debounce_messaging_s: float) -> None:
-    """The process's settings (run attempts, the default debounce windows), set at start-up."""
-    _defaults["max_attempts"] = max_attempts
-    _defaults["debounce_api_s"] = debounce_s
-    _defaults["debounce_messaging_s"] = debounce_messaging_s
-
-
-def debounce_window(version_settings: dict[str, Any], channel: ChannelType, override: float | None) -> float:
+def debounce_window(
+    settings: RunSettings, version_settings: dict[str, Any], channel: ChannelType, override: float | None
+) -> float:
     """How long a run waits for more messages: the caller's window, else the agent version's ``debounce_s``,
     else the channel's default."""
     if override is not None:
@@ -50,7 +46,7 @@ def debounce_window(version_settings: dict[str, Any], channel: ChannelType, over
     configured = version_settings.get("debounce_s")
     if isinstance(configured, int | float) and not isinstance(configured, bool) and 0 <= configured <= 60:
         return float(configured)
-    return _defaults["debounce_messaging_s" if channel is not ChannelType.API else "debounce_api_s"]
+    return settings.debounce_messaging_s if channel is not ChannelType.API else settings.debounce_s
 
 
 async def record_event(
@@ -115,7 +111,7 @@ async def request_run(
         payload={"run": str(public_id)},
         workspace_id=workspace_id,
         run_at=run_at,
-        max_attempts=int(_defaults["max_attempts"]),
+        max_attempts=session_settings(session).runs.max_attempts,
         adopt=True,  # someone is waiting for the answer: a worker of this process starts it at commit
     )
     run = Run(

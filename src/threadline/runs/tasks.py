@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from threadline.config import environment_settings
 from threadline.jobs.registry import JobContext, task
 from threadline.models import RunStatus
 from threadline.runs.runtime import Runtime
@@ -29,6 +28,6 @@ def runtime_for(ctx: JobContext) -> Runtime:
         raise RuntimeError("runs.execute needs the worker's sessionmaker")
     runtime = _runtimes.get(id(maker))
     if runtime is None or (ctx.settings is not None and runtime.settings is not ctx.settings):
-        runtime = Runtime(sessionmaker=maker, engine=maker.kw["bind"], settings=ctx.settings or environment_settings())
+        runtime = Runtime(sessionmaker=maker, engine=maker.kw["bind"], settings=ctx.settings)
         _runtimes[id(maker)] = runtime
     return runtime

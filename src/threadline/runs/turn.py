@@ -32,7 +32,7 @@ DELTA_INTERVAL_S = 0.05  # token deltas are sent at most this often (the first a
 
 async def answer(rt: Executor, inp: RunInput, progress: Progress) -> Answer:
     if inp.version.mode is AgentMode.FLOW:
-        return await answer_with_flow(inp, allow_private=rt.settings.tools_allow_private_urls)
+        return await answer_with_flow(inp, allow_private=rt.settings.runs.tools_allow_private_urls)
     return await prompt(rt, inp, progress)
 
 
@@ -62,9 +62,9 @@ async def prompt(rt: Executor, inp: RunInput, progress: Progress) -> Answer:
         context_window=int(window) if isinstance(window, int) and window > 0 else None,
     )
     first_choice = str(version.settings.get("tool_choice") or "auto") if tool_specs else "none"
-    max_iterations = int(version.settings.get("max_iterations") or rt.settings.run_max_iterations)
+    max_iterations = int(version.settings.get("max_iterations") or rt.settings.runs.max_iterations)
     client = rt.http or httpx.AsyncClient(
-        transport=GuardedTransport(allow_private=rt.settings.tools_allow_private_urls), follow_redirects=False
+        transport=GuardedTransport(allow_private=rt.settings.runs.tools_allow_private_urls), follow_redirects=False
     )
     sealed = any(getattr(t, "headers_encrypted", None) for t in tools)
     runner = ToolRunner(tools, client=client, box=secret_box(rt.settings) if sealed else None)

@@ -48,18 +48,18 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        stores = limit_stores(settings.redis_url, settings.redis_prefix)
+        stores = limit_stores(settings.limits.redis_url, settings.limits.redis_prefix)
         rates = Rates(
             stores.storage,
             {
-                "key": parse_rates(settings.rate_limit_per_key),
-                "address": parse_rates(settings.rate_limit_per_address),
-                "auth_failure": parse_rates(settings.rate_limit_auth_failures),
+                "key": parse_rates(settings.limits.per_key),
+                "address": parse_rates(settings.limits.per_address),
+                "auth_failure": parse_rates(settings.limits.auth_failures),
             },
         )
         caps = {
-            Held.STREAMS: (settings.streams_per_key, settings.streams_per_workspace),
-            Held.WAITS: (settings.waits_per_key, settings.waits_per_workspace),
+            Held.STREAMS: (settings.limits.streams_per_key, settings.limits.streams_per_workspace),
+            Held.WAITS: (settings.limits.waits_per_key, settings.limits.waits_per_workspace),
         }
         return cls(stores, rates, caps)
 

@@ -60,7 +60,7 @@ PENDING = WebhookDeliveryStatus.PENDING
 
 def retry_schedule(settings: Settings) -> list[float]:
     """Seconds to wait before each retry: ``webhook_retry_schedule_s`` parsed."""
-    return [float(part) for part in settings.webhook_retry_schedule_s.split(",") if part.strip()]
+    return [float(part) for part in settings.webhooks.retry_schedule_s.split(",") if part.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,7 @@ async def attempt_delivery(
         outcome = Outcome("internal_error", utcnow(), error=f"cannot sign: {exc}")
     else:
         outcome = await send(
-            plan, secrets, timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private_urls
+            plan, secrets, timeout_s=settings.webhooks.timeout_s, allow_private=settings.webhooks.allow_private_urls
         )
     if metrics is not None:
         metrics.observe_webhook(outcome.outcome, outcome.duration_ms / 1000)
@@ -320,9 +320,9 @@ async def record(session: AsyncSession, plan: Plan, outcome: Outcome, *, setting
 
 
 def _long_enough(failures: int, since: datetime | None, now: datetime, settings: Settings) -> bool:
-    if failures < settings.webhook_disable_after_failures:
+    if failures < settings.webhooks.disable_after_failures:
         return False
-    return since is None or (now - since).total_seconds() >= settings.webhook_disable_after_s
+    return since is None or (now - since).total_seconds() >= settings.webhooks.disable_after_s
 
 
 async def _next_attempt(

@@ -67,8 +67,8 @@ async def _check_url(url: str, settings: Settings) -> None:
     try:
         await check_url(
             url,
-            allow_private=settings.webhook_allow_private_urls,
-            resolve_timeout_s=min(1.0, settings.webhook_timeout_s),
+            allow_private=settings.webhooks.allow_private_urls,
+            resolve_timeout_s=min(1.0, settings.webhooks.timeout_s),
         )
     except ForbiddenURL as exc:
         raise ValidationFailed(f"url: {exc}", param="url", code="url_not_allowed") from None

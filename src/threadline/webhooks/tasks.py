@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from threadline.config import environment_settings
 from threadline.jobs.registry import OUTBOUND_POOL, JobContext, task
 from threadline.webhooks.delivery import attempt_delivery
 from threadline.webhooks.service import DELIVER_KIND
@@ -19,6 +18,6 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
         workspace_id=ctx.workspace_id,
         delivery_id=int(payload["delivery_id"]),
         series=int(payload.get("series", 0)),
-        settings=ctx.settings or environment_settings(),
+        settings=ctx.settings,
         metrics=ctx.metrics,
     )

@@ -218,8 +218,8 @@ async def _seed(session: AsyncSession, settings: Settings) -> Bootstrapped:
         session, workspace_id=workspace.id, email=BOOTSTRAP_OPERATOR_EMAIL, role=UserRole.ADMIN, first_name="Admin"
     )
     sign_in_path = ""
-    if settings.console_enabled:
-        token = await console.issue_link(session, user=operator, ttl=timedelta(hours=settings.console_link_ttl_hours))
+    if settings.console.enabled:
+        token = await console.issue_link(session, user=operator, ttl=timedelta(hours=settings.console.link_ttl_hours))
         sign_in_path = console.link_path(token)
     prompt_agent, note = await _prompt_demo_agent(session, workspace.id, settings)
     prompt_thread = None
@@ -260,9 +260,9 @@ def prompt_demo_provider(settings: Settings) -> tuple[str, str] | None:
     """(provider, model) for the PROMPT demo agent: an OpenAI-compatible server when one is configured (a key,
     or a base URL other than OpenAI's: Ollama and vLLM need no key), else the local model when its extra is
     installed, else None."""
-    configured_url = settings.openai_base_url.rstrip("/") != "https://api.openai.com/v1"
-    if settings.openai_api_key is not None or configured_url:
-        return "openai", settings.openai_model
+    configured_url = settings.providers.openai_base_url.rstrip("/") != "https://api.openai.com/v1"
+    if settings.providers.openai_api_key is not None or configured_url:
+        return "openai", settings.providers.openai_model
     if importlib.util.find_spec("llama_cpp") is not None:
         return "local", "gemma-3-270m"
     return None
@@ -317,19 +317,19 @@ async def _prompt_demo_agent(session: AsyncSession, workspace_id: int, settings:
 
 def base_url(settings: Settings) -> str:
     """The URL a person on this machine can reach the server at (a wildcard bind becomes loopback)."""
-    host = settings.host
+    host = settings.server.host
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "[::1]"
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{settings.server.port}"
 
 
 def site_url(settings: Settings) -> str:
     """The URL people open: the public base URL when one is set, else this machine's (``base_url``)."""
-    return settings.public_base_url.rstrip("/") if settings.public_base_url else base_url(settings)
+    return settings.server.public_base_url.rstrip("/") if settings.server.public_base_url else base_url(settings)
 
 
 def _console_lines(created: Bootstrapped, settings: Settings) -> list[str]:
@@ -337,7 +337,7 @@ def _console_lines(created: Bootstrapped, settings: Settings) -> list[str]:
     if not created.sign_in_path:
         return []
     site = site_url(settings)
-    hours = f"{settings.console_link_ttl_hours:g}"
+    hours = f"{settings.console.link_ttl_hours:g}"
     return [
         f"  The operator console: {site}/console",
         f"  Sign in as {created.operator_email} (an admin) with this link: it works ONCE, within {hours} hours,",

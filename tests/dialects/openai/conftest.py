@@ -77,7 +77,7 @@ def live(database_url: str, engine: Any, settings: Any, llm: OpenAIStandIn) -> I
         database_url,
         THREADLINE_RUN_WORKERS="true",
         THREADLINE_WORKER_POLL_INTERVAL_S="0.1",
-        THREADLINE_SECRET_KEYS=settings.secret_keys.get_secret_value(),
+        THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
         THREADLINE_OPENAI_BASE_URL=llm.base_url,
         THREADLINE_OPENAI_API_KEY="sk-stand-in",
         THREADLINE_TOOLS_ALLOW_PRIVATE_URLS="true",  # the shop runs on 127.0.0.1

@@ -119,7 +119,7 @@ async def test_the_async_sdk_raises_its_typed_errors(app: Any, tenant: Tenant, a
 
 
 async def test_over_its_budget_a_key_gets_openais_429(settings: Any, engine: Any, tenant: Tenant) -> None:
-    app = create_app(settings.model_copy(update={"rate_limit_per_key": "2/minute"}), engine=engine)
+    app = create_app(settings.replace(rate_limit_per_key="2/minute"), engine=engine)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     client = openai.AsyncOpenAI(
         api_key=tenant.key, base_url=f"http://testserver{BASE}", http_client=http, max_retries=0

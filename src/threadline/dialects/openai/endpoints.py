@@ -338,7 +338,7 @@ async def _stream(
         read_maker=waiting.read_maker,
         workspace_id=auth.workspace_id,
         poll_s=waiting.poll_s,
-        keepalive_s=settings.sse_keepalive_s,
+        keepalive_s=settings.events.sse_keepalive_s,
         deadline_s=waiting.max_s,
     )
     return EventStreamResponse(

@@ -30,12 +30,18 @@ class UnknownProvider(UnsupportedFeature):
 
 def _key(name: str, settings: Settings) -> tuple[Any, ...]:
     if name == "openai":
-        secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+        secret = settings.providers.openai_api_key.get_secret_value() if settings.providers.openai_api_key else ""
         # A digest rather than the key itself, so that the cache holds no second copy of it.
         digest = hashlib.sha256(secret.encode()).hexdigest()
-        return (name, settings.openai_base_url, digest, settings.openai_timeout_s, settings.default_context_window)
+        return (
+            name,
+            settings.providers.openai_base_url,
+            digest,
+            settings.providers.openai_timeout_s,
+            settings.providers.default_context_window,
+        )
     if name == "local":
-        return (name, str(settings.local_model_path or ""), settings.local_context_window)
+        return (name, str(settings.providers.local_model_path or ""), settings.providers.local_context_window)
     raise UnknownProvider(name)
 
 
@@ -63,16 +69,18 @@ def _build(name: str, settings: Settings) -> Provider:
     if name == "openai":
         from threadline.engines.providers.openai import OpenAIProvider
 
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        key = settings.providers.openai_api_key.get_secret_value() if settings.providers.openai_api_key else None
         return OpenAIProvider(
-            base_url=settings.openai_base_url,
+            base_url=settings.providers.openai_base_url,
             api_key=key,
-            timeout_s=settings.openai_timeout_s,
-            default_context_window=settings.default_context_window,
+            timeout_s=settings.providers.openai_timeout_s,
+            default_context_window=settings.providers.default_context_window,
         )
     from threadline.engines.providers.local import LocalProvider
 
-    return LocalProvider(model_path=settings.local_model_path, context_window=settings.local_context_window)
+    return LocalProvider(
+        model_path=settings.providers.local_model_path, context_window=settings.providers.local_context_window
+    )
 
 
 def get_provider(name: str, settings: Settings) -> Provider:
