@@ -239,8 +239,8 @@ class WebhookSettings(_Group):
     timeout_s: float = Field(default=10, gt=0, description="The whole of one webhook request, connect to body.")
     retry_schedule_s: str = Field(
         default="5,30,120,600,3600,21600,86400",
-        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
-        description="Seconds before each retry of a failed webhook delivery; one retry per entry.",
+        pattern=r"^\s*(\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*)?\s*$",
+        description="Seconds before each retry of a failed webhook delivery; one retry per entry (empty: none).",
     )
     disable_after_failures: int = Field(
         default=10, ge=1, description="Consecutive failed attempts that disable a webhook endpoint..."

@@ -55,11 +55,15 @@ def test_the_key_comes_from_openai_api_key_when_threadline_has_none(monkeypatch:
     monkeypatch.delenv("THREADLINE_OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-plain-env")
     plain = Settings()
-    assert plain.providers.openai_api_key is not None and plain.openai_api_key.get_secret_value() == "sk-from-plain-env"
+    assert (
+        plain.providers.openai_api_key is not None
+        and plain.providers.openai_api_key.get_secret_value() == "sk-from-plain-env"
+    )
     monkeypatch.setenv("THREADLINE_OPENAI_API_KEY", "sk-from-threadline-env")
     ours = Settings()
     assert (
-        ours.providers.openai_api_key is not None and ours.openai_api_key.get_secret_value() == "sk-from-threadline-env"
+        ours.providers.openai_api_key is not None
+        and ours.providers.openai_api_key.get_secret_value() == "sk-from-threadline-env"
     )
     assert "sk-from" not in repr(ours) and "sk-from" not in str(ours.model_dump())
 

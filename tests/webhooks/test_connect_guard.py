@@ -34,10 +34,10 @@ async def test_a_loopback_url_saved_while_allowed_is_refused_at_connect_time_onc
     receiver: Receiver,
     worker: Worker,
     single_attempt: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
     hook = await create_webhook(api, receiver.url("/inside"), event_types=["thread.created"])
-    monkeypatch.setattr(single_attempt, "webhook_allow_private_urls", False)
+    tune(webhook_allow_private_urls=False)
     refused_before = _metric(worker, "refused")
     await create_thread(api)
     [done] = await settled(api, hook["id"], 1)
@@ -54,9 +54,9 @@ async def test_a_name_that_rebinds_to_loopback_after_it_was_checked_is_refused(
     worker: Worker,
     single_attempt: Settings,
     fake_dns: FakeDNS,
-    monkeypatch: pytest.MonkeyPatch,
+    tune: Any,
 ) -> None:
-    monkeypatch.setattr(single_attempt, "webhook_allow_private_urls", False)
+    tune(webhook_allow_private_urls=False)
     fake_dns.answers["rebind.example.com"] = [PUBLIC]
     hook = await create_webhook(
         api, f"http://rebind.example.com:{receiver.port}/rebind", event_types=["thread.created"]
