@@ -119,7 +119,7 @@ async def test_two_workers_one_killed_minus_9_every_job_succeeds_with_its_effect
                 )
             return counts.get(JobState.SUCCEEDED, 0) >= 50 and bool(held)
 
-        await _until(victim_busy, 30, "the victim to be mid-way", logs)
+        await _until(victim_busy, 120, "the victim to be mid-way", logs)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
         async with maker() as s:
@@ -180,7 +180,7 @@ async def test_a_job_enqueued_in_another_process_starts_at_once_not_at_the_next_
                 )
             return bool(found)
 
-        await _until(listening, 30, "the worker to listen", [log])
+        await _until(listening, 120, "the worker to listen", [log])
         await asyncio.sleep(0.5)  # past the worker's first claim at start-up
         async with maker() as s, s.begin():
             await enqueue(s, kind=EFFECT_KIND, payload={"sleep_s": 0})
@@ -213,7 +213,7 @@ async def test_serve_runs_the_api_and_workers_in_one_process_on_sqlite(tmp_path:
             except httpx.TransportError:
                 return False
 
-        await _until(healthy, 30, "serve to start", [log])
+        await _until(healthy, 120, "serve to start", [log])
         async with write_engine(engine).begin() as conn:
             await create_effects_table(conn)
         maker = create_sessionmaker(write_engine(engine), Settings())
