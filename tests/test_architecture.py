@@ -101,6 +101,8 @@ LAYER_RULES: tuple[tuple[str, int], ...] = (
     ("console.agents", SURFACE),  # the agents page (read-only)
     ("console.thread", SURFACE),  # the thread view: transcript, composer, actions
     ("console.thread_live", SURFACE),  # the thread view's live stream (SSE)
+    ("terminal", SURFACE),  # the command's output for people and scripts, and `threadline chat`: an HTTP client
+    ("terminal.*", SURFACE),
     # 2 flows: orchestration across domains.
     ("flows", FLOW),
     ("flows.*", FLOW),

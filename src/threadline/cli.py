@@ -254,10 +254,7 @@ def _fmt_time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON array (for scripts).")
 
 
 def _parse_scopes(raw: str) -> list[Any]:
@@ -560,18 +557,22 @@ def workspaces_create(name: str, database_url: str | None) -> None:
 
 
 @workspaces.command("list")
+@_json_option
 @database_url_option
-def workspaces_list(database_url: str | None) -> None:
+def workspaces_list(as_json: bool, database_url: str | None) -> None:
     """List workspaces."""
+    from threadline.terminal.output import Column, print_records
     from threadline.workspaces.service import list_workspaces
 
     settings = _settings(database_url)
 
-    async def body(session: AsyncSession) -> list[list[str]]:
-        return [[str(w.public_id), w.name, _fmt_time(w.created_at)] for w in await list_workspaces(session)]
+    async def body(session: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {"id": str(w.public_id), "name": w.name, "created_at": w.created_at} for w in await list_workspaces(session)
+        ]
 
-    rows = _with_data(settings, body)
-    _table(["ID", "NAME", "CREATED"], rows)
+    columns = [Column("ID", "id", whole=True), Column("NAME", "name"), Column("CREATED", "created_at")]
+    print_records(columns, _with_data(settings, body), as_json=as_json)
 
 
 @main.group()
@@ -608,15 +609,17 @@ def keys_create(workspace_name: str, scopes: str, name: str, database_url: str |
 
 @keys.command("list")
 @click.option("--workspace", "workspace_name", help="Only this workspace's keys.")
+@_json_option
 @database_url_option
-def keys_list(workspace_name: str | None, database_url: str | None) -> None:
+def keys_list(workspace_name: str | None, as_json: bool, database_url: str | None) -> None:
     """List API keys (prefixes only, never the secrets)."""
     from threadline.api_keys.service import all_keys
+    from threadline.terminal.output import Column, print_records
     from threadline.workspaces.service import find_workspace, list_workspaces
 
     settings = _settings(database_url)
 
-    async def body(session: AsyncSession) -> list[list[str]]:
+    async def body(session: AsyncSession) -> list[dict[str, Any]]:
         workspace_id = None
         if workspace_name is not None:
             ws = await find_workspace(session, name=workspace_name)
@@ -625,20 +628,28 @@ def keys_list(workspace_name: str | None, database_url: str | None) -> None:
             workspace_id = ws.id
         names = {w.id: w.name for w in await list_workspaces(session)}
         return [
-            [
-                str(k.public_id),
-                names.get(k.workspace_id, "?"),
-                k.prefix + "...",
-                k.name or "-",
-                ",".join(k.scopes),
-                _fmt_time(k.created_at),
-                _fmt_time(k.revoked_at),
-            ]
+            {
+                "id": str(k.public_id),
+                "workspace": names.get(k.workspace_id, "?"),
+                "prefix": k.prefix,
+                "name": k.name or None,
+                "scopes": [str(s) for s in k.scopes],
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
+            }
             for k in await all_keys(session, workspace_id=workspace_id)
         ]
 
-    rows = _with_data(settings, body)
-    _table(["ID", "WORKSPACE", "PREFIX", "NAME", "SCOPES", "CREATED", "REVOKED"], rows)
+    columns = [
+        Column("ID", "id", whole=True),
+        Column("WORKSPACE", "workspace"),
+        Column("PREFIX", "prefix", lambda k: f"{k['prefix']}...", whole=True),
+        Column("NAME", "name"),
+        Column("SCOPES", "scopes"),
+        Column("CREATED", "created_at"),
+        Column("REVOKED", "revoked_at"),
+    ]
+    print_records(columns, _with_data(settings, body), as_json=as_json)
 
 
 @keys.command("revoke")
@@ -818,30 +829,41 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--state", type=click.Choice(["queued", "running", "succeeded", "dead"]), help="Only jobs in this state.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_json_option
 @database_url_option
-def jobs_list(state: str | None, limit: int, database_url: str | None) -> None:
+def jobs_list(state: str | None, limit: int, as_json: bool, database_url: str | None) -> None:
     """List jobs, newest first."""
     from threadline.jobs.service import list_jobs
     from threadline.models.enums import JobState
+    from threadline.terminal.output import Column, first_line, print_records
 
     settings = _settings(database_url)
 
-    async def body(session: AsyncSession) -> list[list[str]]:
+    async def body(session: AsyncSession) -> list[dict[str, Any]]:
         return [
-            [
-                str(j.public_id),
-                j.kind,
-                str(j.state),
-                f"{j.attempts}/{j.max_attempts}",
-                _fmt_time(j.run_at),
-                j.locked_by or "-",
-                ((j.last_error or "-").splitlines() or ["-"])[0][:60],
-            ]
+            {
+                "id": str(j.public_id),
+                "kind": j.kind,
+                "state": str(j.state),
+                "attempts": j.attempts,
+                "max_attempts": j.max_attempts,
+                "run_at": j.run_at,
+                "locked_by": j.locked_by,
+                "last_error": j.last_error,
+            }
             for j in await list_jobs(session, state=JobState(state) if state else None, limit=limit)
         ]
 
-    rows = _with_data(settings, body)
-    _table(["ID", "KIND", "STATE", "ATTEMPTS", "RUN_AT", "LOCKED_BY", "LAST_ERROR"], rows)
+    columns = [
+        Column("ID", "id", whole=True),
+        Column("KIND", "kind"),
+        Column("STATE", "state"),
+        Column("ATTEMPTS", "attempts", lambda j: f"{j['attempts']}/{j['max_attempts']}"),
+        Column("RUN_AT", "run_at"),
+        Column("LOCKED_BY", "locked_by"),
+        Column("LAST_ERROR", "last_error", lambda j: first_line(j["last_error"])),
+    ]
+    print_records(columns, _with_data(settings, body), as_json=as_json)
 
 
 @jobs.command("retry")
@@ -887,11 +909,15 @@ def webhooks() -> None:
 @click.option("--webhook", "webhook_id", metavar="ID", help="Only the deliveries of this webhook endpoint.")
 @click.option("--status", type=click.Choice(["pending", "succeeded", "failed"]), help="Only deliveries in this status.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_json_option
 @database_url_option
-def webhooks_deliveries(webhook_id: str | None, status: str | None, limit: int, database_url: str | None) -> None:
+def webhooks_deliveries(
+    webhook_id: str | None, status: str | None, limit: int, as_json: bool, database_url: str | None
+) -> None:
     """List recent webhook deliveries, newest first."""
     from threadline.kit.ids import parse_uuid
     from threadline.models.enums import WebhookDeliveryStatus
+    from threadline.terminal.output import Column, first_line, print_records
     from threadline.webhooks.repository import recent_deliveries
 
     endpoint_uid = parse_uuid(webhook_id) if webhook_id is not None else None
@@ -899,7 +925,7 @@ def webhooks_deliveries(webhook_id: str | None, status: str | None, limit: int, 
         raise CliError(f"--webhook: '{webhook_id}' is not a webhook id (a UUID)")
     settings = _settings(database_url)
 
-    async def body(session: AsyncSession) -> list[list[str]]:
+    async def body(session: AsyncSession) -> list[dict[str, Any]]:
         rows = await recent_deliveries(
             session,
             endpoint_public_id=endpoint_uid,
@@ -907,22 +933,72 @@ def webhooks_deliveries(webhook_id: str | None, status: str | None, limit: int, 
             limit=limit,
         )
         return [
-            [
-                str(d.public_id),
-                str(e.public_id),
-                d.event_type,
-                str(d.status),
-                str(d.attempts),
-                str(d.last_status_code) if d.last_status_code is not None else "-",
-                _fmt_time(d.next_attempt_at),
-                _fmt_time(d.updated_at),
-                ((d.last_error or "-").splitlines() or ["-"])[0][:60],
-            ]
+            {
+                "id": str(d.public_id),
+                "webhook_id": str(e.public_id),
+                "event_type": d.event_type,
+                "status": str(d.status),
+                "attempts": d.attempts,
+                "last_status_code": d.last_status_code,
+                "next_attempt_at": d.next_attempt_at,
+                "updated_at": d.updated_at,
+                "last_error": d.last_error,
+            }
             for d, e in rows
         ]
 
-    rows = _with_data(settings, body)
-    _table(["ID", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "LAST_CODE", "NEXT_ATTEMPT", "UPDATED", "LAST_ERROR"], rows)
+    columns = [
+        Column("ID", "id", whole=True),
+        Column("WEBHOOK", "webhook_id", whole=True),
+        Column("EVENT", "event_type"),
+        Column("STATUS", "status"),
+        Column("ATTEMPTS", "attempts"),
+        Column("LAST_CODE", "last_status_code"),
+        Column("NEXT_ATTEMPT", "next_attempt_at"),
+        Column("UPDATED", "updated_at"),
+        Column("LAST_ERROR", "last_error", lambda d: first_line(d["last_error"])),
+    ]
+    print_records(columns, _with_data(settings, body), as_json=as_json)
+
+
+@main.command()
+@click.option("--agent", metavar="NAME", help="The agent to talk to: its name or id (the thread's, with --thread).")
+@click.option("--thread", "thread_id", metavar="ID", help="Continue this thread instead of starting a new one.")
+@click.option(
+    "--end-user",
+    metavar="NAME",
+    help="Who you are in a new thread: a name for a new end user, or an end user's id; default: your login name.",
+)
+@click.option(
+    "--url",
+    envvar="THREADLINE_URL",
+    show_envvar=True,
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The running threadline server.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120,
+    show_default=True,
+    help="Seconds to wait for each answer of the agent.",
+)
+def chat(agent: str | None, thread_id: str | None, end_user: str | None, url: str, timeout: float) -> None:
+    """Chat with an agent in the terminal, as an end user, over a running server's API (the key comes from
+    THREADLINE_API_KEY). Replies stream as they are written; /history, /handoff, /back, /quit. With standard
+    input not a terminal (echo hi | threadline chat --agent NAME), each line is one message and only the
+    replies are printed; the exit status is 1 when a message got no answer. See docs/cli.md."""
+    from threadline.terminal.chat import ChatOptions, run_chat
+    from threadline.terminal.client import ChatError
+
+    options = ChatOptions(url=url, agent=agent, thread=thread_id, end_user=end_user, timeout_s=timeout)
+    try:
+        status = run_chat(options)
+    except ChatError as exc:
+        raise CliError(str(exc)) from None
+    if status:
+        raise SystemExit(status)
 
 
 @main.group()
