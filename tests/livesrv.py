@@ -19,6 +19,20 @@ import httpx
 START_TIMEOUT_S = 120.0
 
 
+def agent_server_env(settings: Any, model_base_url: str) -> dict[str, str]:
+    """What ``live_server`` needs for a process with its job workers, whose PROMPT agents answer through the OpenAI
+    stand-in at ``model_base_url`` and whose tools may call the shop on 127.0.0.1; callers add their own bounds."""
+    return {
+        "THREADLINE_RUN_WORKERS": "true",
+        "THREADLINE_WORKER_POLL_INTERVAL_S": "0.1",
+        "THREADLINE_SECRET_KEYS": settings.database.secret_keys.get_secret_value(),
+        "THREADLINE_OPENAI_BASE_URL": model_base_url,
+        "THREADLINE_OPENAI_API_KEY": "sk-stand-in",
+        "THREADLINE_TOOLS_ALLOW_PRIVATE_URLS": "true",
+        "THREADLINE_EVENTS_POLL_INTERVAL_S": "0.2",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,10 +10,8 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +21,9 @@ import pytest
 
 from tests.cli.pty_term import Terminal
 from tests.conftest import Tenant, add_key, make_tenant
-from tests.fakes.openai_server import OpenAIStandIn, ReceivedRequest, Reply, ToolCallReply
+from tests.fakes.openai_server import OpenAIStandIn, Reply, ScriptedAnswers, ToolCallReply
 from tests.fakes.shop import Shop
-from tests.livesrv import free_port, live_server, server_log
+from tests.livesrv import agent_server_env, free_port, live_server, server_log
 from threadline.models.enums import Scope
 from threadline.terminal.chat import PROMPT_MARK as M
 from threadline.terminal.chat import ChatOptions, Conversation, Plain, run_chat
@@ -46,36 +44,13 @@ FLOW_ECHO = {
 WAIT_CAP_S = 10
 
 
-class Answers:
-    """The model's answers by the end user's last message, each a queue (a tool loop asks more than once); any
-    other message is echoed."""
-
-    def __init__(self) -> None:
-        self.by_text: dict[str, deque[Reply]] = {}
-        self.lock = threading.Lock()
-        self.asked: list[str] = []
-
-    def add(self, text: str, *replies: Reply) -> None:
-        with self.lock:
-            self.by_text.setdefault(text, deque()).extend(replies)
-
-    def __call__(self, request: ReceivedRequest) -> Reply:
-        said = next((m.get("content") for m in reversed(request.messages) if m.get("role") == "user"), None) or ""
-        with self.lock:
-            self.asked.append(said)
-            queue = self.by_text.get(said)
-            if queue:
-                return queue.popleft()
-        return Reply(text=f"echo: {said}")
+@pytest.fixture(scope="module")
+def answers() -> ScriptedAnswers:
+    return ScriptedAnswers()
 
 
 @pytest.fixture(scope="module")
-def answers() -> Answers:
-    return Answers()
-
-
-@pytest.fixture(scope="module")
-def llm(answers: Answers) -> Iterator[OpenAIStandIn]:
+def llm(answers: ScriptedAnswers) -> Iterator[OpenAIStandIn]:
     with OpenAIStandIn(api_key="sk-stand-in") as server:
         server.default = answers
         yield server
@@ -91,15 +66,7 @@ def shop() -> Iterator[Shop]:
 @pytest.fixture(scope="module")
 def live(database_url: str, engine: Any, settings: Any, llm: OpenAIStandIn) -> Iterator[str]:
     with live_server(
-        database_url,
-        THREADLINE_RUN_WORKERS="true",
-        THREADLINE_WORKER_POLL_INTERVAL_S="0.1",
-        THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
-        THREADLINE_OPENAI_BASE_URL=llm.base_url,
-        THREADLINE_OPENAI_API_KEY="sk-stand-in",
-        THREADLINE_TOOLS_ALLOW_PRIVATE_URLS="true",  # the shop runs on 127.0.0.1
-        THREADLINE_EVENTS_POLL_INTERVAL_S="0.2",
-        THREADLINE_MESSAGE_WAIT_MAX_S=str(WAIT_CAP_S),
+        database_url, **agent_server_env(settings, llm.base_url), THREADLINE_MESSAGE_WAIT_MAX_S=str(WAIT_CAP_S)
     ) as base:
         yield base
 
@@ -176,7 +143,7 @@ def run_piped(key: str | None, stdin: str, *args: str) -> subprocess.CompletedPr
 
 
 def test_at_a_terminal_the_reply_streams_tools_show_and_the_thread_goes_to_a_human_and_back(
-    workspace: Workspace, shop: Shop, answers: Answers
+    workspace: Workspace, shop: Shop, answers: ScriptedAnswers
 ) -> None:
     workspace.shop_agent(shop)
     question = unique("Where is my order 42?")
@@ -331,7 +298,7 @@ def test_in_a_pipe_each_line_is_one_exchange_and_only_the_replies_are_printed(wo
 
 
 def test_in_a_pipe_a_prompt_agent_prints_its_stored_reply_and_tool_calls_go_to_stderr(
-    workspace: Workspace, shop: Shop, answers: Answers
+    workspace: Workspace, shop: Shop, answers: ScriptedAnswers
 ) -> None:
     workspace.shop_agent(shop, "Orders")
     question = unique("status of order 7?")
@@ -374,7 +341,9 @@ def _chat_in_process(workspace: Workspace, stdin: str, **options: Any) -> tuple[
     return status, stdout.getvalue(), stderr.getvalue()
 
 
-def test_an_answer_slower_than_the_servers_wait_cap_still_arrives(workspace: Workspace, answers: Answers) -> None:
+def test_an_answer_slower_than_the_servers_wait_cap_still_arrives(
+    workspace: Workspace, answers: ScriptedAnswers
+) -> None:
     workspace.prompt_agent("Slow")
     question = unique("take your time")
     answers.add(question, Reply(text="Sorry for the wait.", delay_s=WAIT_CAP_S + 2))
@@ -385,7 +354,7 @@ def test_an_answer_slower_than_the_servers_wait_cap_still_arrives(workspace: Wor
 
 
 def test_an_answer_slower_than_the_timeout_is_reported_and_the_status_is_one(
-    workspace: Workspace, answers: Answers
+    workspace: Workspace, answers: ScriptedAnswers
 ) -> None:
     workspace.prompt_agent("Slower")
     question = unique("no hurry")

@@ -235,6 +235,30 @@ _Send = Callable[[dict[str, Any]], Awaitable[None]]
 _Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+class ScriptedAnswers:
+    """A stand-in's ``default``: the model's answers by the end user's last message, each a queue (a tool loop asks
+    more than once); any other message (a run another test left queued, which a shared server's worker may take) is
+    echoed. ``asked`` keeps every last message in the order asked."""
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, deque[Reply | ErrorReply]] = {}
+        self.lock = threading.Lock()
+        self.asked: list[str] = []
+
+    def add(self, text: str, *replies: Reply | ErrorReply) -> None:
+        with self.lock:
+            self.by_text.setdefault(text, deque()).extend(replies)
+
+    def __call__(self, request: ReceivedRequest) -> Reply | ErrorReply:
+        said = next((m.get("content") for m in reversed(request.messages) if m.get("role") == "user"), None) or ""
+        with self.lock:
+            self.asked.append(said)
+            queue = self.by_text.get(said)
+            if queue:
+                return queue.popleft()
+        return Reply(text=f"echo: {said}")
+
+
 class OpenAIStandIn:
     """The server. Start it with ``with`` (or ``start()``/``close()``); ``base_url`` ends in ``/v1``.
 

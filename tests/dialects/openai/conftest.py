@@ -3,9 +3,7 @@ agents answer through an OpenAI-compatible stand-in on 127.0.0.1, and whose tool
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +14,9 @@ import pytest
 
 from tests.conftest import Tenant, make_tenant
 from tests.dialects.openai.spec import AsyncCheckedTransport, CheckedTransport
-from tests.fakes.openai_server import ErrorReply, OpenAIStandIn, ReceivedRequest, Reply
+from tests.fakes.openai_server import OpenAIStandIn, ScriptedAnswers
 from tests.fakes.shop import Shop
-from tests.livesrv import live_server, server_log
+from tests.livesrv import agent_server_env, live_server, server_log
 
 # A FLOW agent that answers every message at once, with no model: "You said: <the message>".
 FLOW_ECHO = {
@@ -30,34 +28,13 @@ FLOW_ECHO = {
 }
 
 
-class Answers:
-    """The model's answers by the end user's last message, each a queue (a tool loop asks more than once); any other
-    message (a run another test left queued, which this server's worker may take) is echoed."""
-
-    def __init__(self) -> None:
-        self.by_text: dict[str, deque[Reply | ErrorReply]] = {}
-        self.lock = threading.Lock()
-
-    def add(self, text: str, *replies: Reply | ErrorReply) -> None:
-        with self.lock:
-            self.by_text.setdefault(text, deque()).extend(replies)
-
-    def __call__(self, request: ReceivedRequest) -> Reply | ErrorReply:
-        said = next((m.get("content") for m in reversed(request.messages) if m.get("role") == "user"), None)
-        with self.lock:
-            queue = self.by_text.get(said or "")
-            if queue:
-                return queue.popleft()
-        return Reply(text=f"echo: {said}")
+@pytest.fixture(scope="module")
+def answers() -> ScriptedAnswers:
+    return ScriptedAnswers()
 
 
 @pytest.fixture(scope="module")
-def answers() -> Answers:
-    return Answers()
-
-
-@pytest.fixture(scope="module")
-def llm(answers: Answers) -> Iterator[OpenAIStandIn]:
+def llm(answers: ScriptedAnswers) -> Iterator[OpenAIStandIn]:
     with OpenAIStandIn(api_key="sk-stand-in") as server:
         server.default = answers
         yield server
@@ -75,14 +52,8 @@ def live(database_url: str, engine: Any, settings: Any, llm: OpenAIStandIn) -> I
     """A server process with its worker, its PROMPT agents answering through ``llm``; yields the base URL."""
     with live_server(
         database_url,
-        THREADLINE_RUN_WORKERS="true",
-        THREADLINE_WORKER_POLL_INTERVAL_S="0.1",
-        THREADLINE_SECRET_KEYS=settings.database.secret_keys.get_secret_value(),
-        THREADLINE_OPENAI_BASE_URL=llm.base_url,
-        THREADLINE_OPENAI_API_KEY="sk-stand-in",
-        THREADLINE_TOOLS_ALLOW_PRIVATE_URLS="true",  # the shop runs on 127.0.0.1
+        **agent_server_env(settings, llm.base_url),
         THREADLINE_MESSAGE_WAIT_MAX_S="20",
-        THREADLINE_EVENTS_POLL_INTERVAL_S="0.2",
         THREADLINE_RATE_LIMIT_PER_KEY="none",
         THREADLINE_RATE_LIMIT_PER_ADDRESS="none",
         THREADLINE_RATE_LIMIT_AUTH_FAILURES="none",

@@ -11,9 +11,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.dialects.openai.conftest import Answers, Workspace, unique
+from tests.dialects.openai.conftest import Workspace, unique
 from tests.dialects.openai.spec import assert_valid
-from tests.fakes.openai_server import ErrorReply, OpenAIStandIn, Reply, ToolCallReply
+from tests.fakes.openai_server import ErrorReply, OpenAIStandIn, Reply, ScriptedAnswers, ToolCallReply
 from tests.fakes.shop import Shop
 from threadline.dialects.openai import ids
 
@@ -106,7 +106,7 @@ def test_a_conversation_continues_and_reads_back_by_its_response_ids(workspace: 
 
 
 def test_a_prompt_agent_streams_its_answer_as_responses_events(
-    workspace: Workspace, answers: Answers, llm: OpenAIStandIn
+    workspace: Workspace, answers: ScriptedAnswers, llm: OpenAIStandIn
 ) -> None:
     workspace.prompt_agent(system_prompt="You answer for Acme Bikes.")
     said = unique("When do you open?")
@@ -147,7 +147,7 @@ def test_a_prompt_agent_streams_its_answer_as_responses_events(
 
 
 def test_a_tool_calling_agents_calls_appear_as_items_in_the_stream_and_the_conversation(
-    workspace: Workspace, answers: Answers, shop: Shop
+    workspace: Workspace, answers: ScriptedAnswers, shop: Shop
 ) -> None:
     workspace.prompt_agent(tools=[shop.tool()])
     said = unique("Where is my order A1?")
@@ -200,7 +200,7 @@ def test_a_tool_calling_agents_calls_appear_as_items_in_the_stream_and_the_conve
     assert [i.type for i in client.conversations.items.list(final.conversation.id).data] == ["message"]
 
 
-def test_the_same_without_streaming(workspace: Workspace, answers: Answers, shop: Shop) -> None:
+def test_the_same_without_streaming(workspace: Workspace, answers: ScriptedAnswers, shop: Shop) -> None:
     workspace.prompt_agent(tools=[shop.tool()])
     said = unique("Status of A2?")
     answers.add(
@@ -214,7 +214,7 @@ def test_the_same_without_streaming(workspace: Workspace, answers: Answers, shop
     assert response.usage is not None and response.usage.total_tokens == 36
 
 
-async def test_the_async_client_streams_typed_events(workspace: Workspace, answers: Answers) -> None:
+async def test_the_async_client_streams_typed_events(workspace: Workspace, answers: ScriptedAnswers) -> None:
     workspace.prompt_agent()
     said = unique("Hello async")
     answers.add(said, Reply(text="Hello from the agent.", chunks=3))
@@ -249,7 +249,7 @@ def test_a_flow_agents_replies_stream_whole_when_the_run_ends(workspace: Workspa
 
 
 def test_a_failed_run_is_a_failed_response_holding_the_versions_failure_reply(
-    workspace: Workspace, answers: Answers
+    workspace: Workspace, answers: ScriptedAnswers
 ) -> None:
     workspace.prompt_agent(failure_reply="Sorry, I cannot answer right now.")
     said, streamed = unique("Fail please"), unique("Fail while streaming")
@@ -311,7 +311,9 @@ def test_a_conversation_a_human_took_over_refuses_with_a_typed_error_and_stores_
     assert blocked.value.code == "conversation_blocked"
 
 
-def test_background_answers_at_once_and_the_response_reads_back_done(workspace: Workspace, answers: Answers) -> None:
+def test_background_answers_at_once_and_the_response_reads_back_done(
+    workspace: Workspace, answers: ScriptedAnswers
+) -> None:
     workspace.prompt_agent()
     said = unique("Take your time")
     answers.add(said, Reply(text="Done thinking.", delay_s=0.5))
